@@ -1,0 +1,120 @@
+"""Command line: ``voicewire serve``, ``voicewire talk``, ``voicewire config``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from voicewire.config import Settings
+
+DEFAULT_URL = "ws://127.0.0.1:8000/ws/multimodal"
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="voicewire voice agent server")
+console = Console()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: 8000]")] = None,
+) -> None:
+    """Serve the WebSocket and REST API (embedded offline models by default)."""
+    import uvicorn
+
+    from voicewire.providers import ConfigError
+    from voicewire.server.app import create_app
+
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v}
+    settings = Settings(**overrides)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        application = create_app(settings)
+    except ConfigError as exc:
+        console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        # Frames up to twice our limit still get a clear error frame; larger ones close the socket.
+        ws_max_size=settings.max_frame_bytes * 2,
+        ws_per_message_deflate=False,
+    )
+
+
+@app.command()
+def config() -> None:
+    """Print the effective configuration."""
+    console.print_json(json.dumps(Settings().model_dump(mode="json")))
+
+
+@app.command()
+def talk(
+    text: Annotated[str | None, typer.Option(help="Say this as typed text")] = None,
+    wav: Annotated[
+        Path | None, typer.Option(help="Stream this WAV file as microphone audio")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Save the spoken reply here (WAV)")] = None,
+    url: Annotated[str, typer.Option(help="Server WebSocket URL")] = DEFAULT_URL,
+    realtime: Annotated[bool, typer.Option(help="Pace --wav audio like a microphone")] = True,
+) -> None:
+    """Talk to a running server: print the frame timeline, optionally save the reply audio."""
+    from voicewire.audio import decode_wav, encode_wav, resample_pcm16
+    from voicewire.protocol import INPUT_SAMPLE_RATE
+
+    if (text is None) == (wav is None):
+        raise typer.BadParameter("give exactly one of --text or --wav")
+    pcm = None
+    if wav is not None:
+        clip, rate = decode_wav(wav.read_bytes())
+        pcm = resample_pcm16(clip, rate, INPUT_SAMPLE_RATE)
+    result, rate = asyncio.run(_talk(url, text, pcm, realtime))
+    table = Table(title=f"utterance {result.utterance_id} ({result.status})")
+    for column in ("ms", "seq", "frame", "offset_ms", "detail"):
+        table.add_column(column, justify="left" if column == "detail" else "right")
+    for r in result.frames:
+        f = r.frame
+        offset = getattr(f, "offset_ms", None)
+        shown = "" if offset is None else f"{offset:.0f}"
+        table.add_row(f"{r.at_ms:.1f}", str(f.seq), f.type, shown, _detail(f.model_dump()))
+    console.print(table)
+    audio = result.audio
+    if out is not None and audio:
+        out.write_bytes(encode_wav(audio, rate))
+        console.print(f"saved {len(audio) // 2 / rate:.2f} s of reply audio to {out}")
+
+
+async def _talk(url: str, text: str | None, pcm: bytes | None, realtime: bool) -> tuple[Any, int]:
+    from voicewire.client import Client
+
+    client = await Client.connect(url)
+    try:
+        if text is not None:
+            result = await client.ask(text)
+        else:
+            assert pcm is not None
+            result = await client.say(pcm, realtime=realtime)
+    finally:
+        await client.close()
+    return result, client.init.output_audio.sample_rate
+
+
+def _detail(data: dict[str, Any]) -> str:
+    for key in ("type", "session_id", "utterance_id", "seq", "ts", "offset_ms"):
+        data.pop(key, None)
+    data = {k: v for k, v in data.items() if v is not None}
+    text = json.dumps(data, ensure_ascii=False)
+    return text if len(text) <= 90 else text[:87] + "..."
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,87 @@
+"""Server settings: environment (``VOICEWIRE_*``) over an optional TOML file over defaults.
+
+One flat model keeps every knob greppable and printable (``voicewire config``). A TOML file is
+read from ``VOICEWIRE_CONFIG`` or ``./voicewire.toml`` when present.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+TurnDetection = Literal["server_vad", "manual"]
+
+
+def _toml_path() -> Path | None:
+    explicit = os.environ.get("VOICEWIRE_CONFIG")
+    if explicit:
+        return Path(explicit)
+    default = Path("voicewire.toml")
+    return default if default.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Everything the server can be told; defaults serve the embedded offline models."""
+
+    model_config = SettingsConfigDict(env_prefix="VOICEWIRE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+
+    # Providers, as "kind" or "kind:model". The embedded defaults need no key and no network.
+    stt: str = "local"
+    llm: str = "local"
+    tts: str = "local"
+
+    # Model work runs in a thread pool of this many workers, shared by every session.
+    model_workers: int = Field(default=2, ge=1, le=64)
+    # Threads each embedded model may use inside one call (CTranslate2 / onnxruntime).
+    model_threads: int = Field(default=2, ge=1, le=64)
+    warmup: bool = True
+
+    # Turn taking.
+    turn_detection: TurnDetection = "server_vad"
+    silence_ms: int = Field(default=300, ge=100, le=5000)
+    vad_aggressiveness: int = Field(default=2, ge=0, le=3)
+    # Start transcribing speculatively after this much silence; the result is used if the
+    # user does not speak again before the turn ends.
+    speculative_stt_ms: int = Field(default=120, ge=0, le=5000)
+
+    # Output audio is sent in chunks of this duration.
+    tts_chunk_ms: int = Field(default=100, ge=10, le=2000)
+
+    # Sessions.
+    history_turns: int = Field(default=10, ge=0, le=1000)
+    idle_timeout_s: float = Field(default=300.0, gt=0)
+    session_ttl_s: float = Field(default=600.0, ge=0)
+    max_queued_utterances: int = Field(default=8, ge=1, le=1000)
+
+    # Input limits; exceeding one yields an error frame, never a dropped connection.
+    max_text_chars: int = Field(default=4000, ge=1)
+    max_frame_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_audio_s: float = Field(default=60.0, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _toml_path()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)

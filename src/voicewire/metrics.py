@@ -1,0 +1,64 @@
+"""Process-wide turn metrics: per-stage latency windows and counters, cheap to update per turn."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from typing import Any
+
+from voicewire.protocol import StageTimings
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+class StageStats:
+    """A bounded window of recent values: memory stays flat however long the server runs."""
+
+    def __init__(self, window: int = 2048) -> None:
+        self.values: deque[float] = deque(maxlen=window)
+        self.count = 0
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+        self.count += 1
+
+    def summary(self) -> dict[str, float | int]:
+        if not self.values:
+            return {"count": 0}
+        vals = list(self.values)
+        return {
+            "count": self.count,
+            "avg": round(sum(vals) / len(vals), 2),
+            "min": round(min(vals), 2),
+            "max": round(max(vals), 2),
+            "p50": round(percentile(vals, 50), 2),
+            "p95": round(percentile(vals, 95), 2),
+        }
+
+
+class TurnMetrics:
+    def __init__(self) -> None:
+        self.stages = {name: StageStats() for name in StageTimings.STAGES}
+        self.turns: Counter[str] = Counter()  # by final status
+        self.errors: Counter[str] = Counter()  # by error code
+        self.connections_total = 0
+
+    def record_turn(self, status: str, timings: StageTimings) -> None:
+        self.turns[status] += 1
+        for name, stats in self.stages.items():
+            value = getattr(timings, name)
+            if value is not None:
+                stats.add(value)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "turns": dict(self.turns),
+            "errors": dict(self.errors),
+            "connections_total": self.connections_total,
+            "latency_ms": {name: s.summary() for name, s in self.stages.items()},
+        }

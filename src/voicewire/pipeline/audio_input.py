@@ -1,0 +1,102 @@
+"""Streamed microphone audio: frame it for the VAD, keep what belongs to the turn, find its end.
+
+One ``AudioInput`` exists per session only once the session sends audio, so text-only and idle
+sessions pay nothing for it. Clients may send any chunk size; audio is re-framed into 20 ms
+frames for webrtcvad. Before speech starts only a short pre-roll is kept, so a silent open
+microphone never grows memory.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import webrtcvad
+
+from voicewire.pipeline.endpointing import Endpointer, EndpointEvent, EndpointingConfig
+from voicewire.protocol import INPUT_SAMPLE_RATE
+
+FRAME_MS = 20
+FRAME_BYTES = INPUT_SAMPLE_RATE * FRAME_MS // 1000 * 2
+PREROLL_FRAMES = 15  # 300 ms kept before the detected onset: VAD onsets come late
+
+
+@dataclass(slots=True)
+class AudioEvent:
+    kind: EndpointEvent
+    offset_ms: float  # position in this session's input stream
+    audio: bytes | None = None  # the finished turn's audio, on END when the VAD ends turns
+
+
+class AudioInput:
+    def __init__(
+        self, config: EndpointingConfig, aggressiveness: int, vad_ends_turns: bool
+    ) -> None:
+        self._vad = webrtcvad.Vad(aggressiveness)
+        self.endpointer = Endpointer(config)
+        self.vad_ends_turns = vad_ends_turns
+        self._pending = b""  # bytes not yet making a full VAD frame
+        self._preroll: deque[bytes] = deque(maxlen=PREROLL_FRAMES)
+        self._turn = bytearray()  # audio of the turn in progress
+        self.position_ms = 0.0  # total input audio seen
+        self.has_speech = False  # the VAD heard speech in the current turn
+        self.last_speech_at = 0.0  # caller's clock when the latest speech frame arrived
+
+    @property
+    def turn_audio(self) -> bytes:
+        return bytes(self._turn)
+
+    @property
+    def turn_bytes(self) -> int:
+        return len(self._turn)
+
+    def feed(self, pcm: bytes, now: float) -> list[AudioEvent]:
+        """Add PCM s16le mono 16 kHz of any (even) length that arrived at ``now``.
+
+        Returns the endpointing events it caused, in order.
+        """
+        data = self._pending + pcm
+        usable = len(data) - len(data) % FRAME_BYTES
+        self._pending = data[usable:]
+        events: list[AudioEvent] = []
+        for start in range(0, usable, FRAME_BYTES):
+            frame = data[start : start + FRAME_BYTES]
+            t = self.position_ms
+            self.position_ms += FRAME_MS
+            speech = self._vad.is_speech(frame, INPUT_SAMPLE_RATE)
+            if speech:
+                self.last_speech_at = now
+            event = self.endpointer.update(speech, t, FRAME_MS)
+            if self.has_speech or not self.vad_ends_turns:
+                self._turn += frame
+            else:
+                self._preroll.append(frame)
+            if event is EndpointEvent.SPEECH_START and not self.has_speech:
+                self.has_speech = True
+                if self.vad_ends_turns:
+                    self._turn += b"".join(self._preroll)
+                    self._preroll.clear()
+            if event is EndpointEvent.END and self.vad_ends_turns:
+                events.append(AudioEvent(event, t + FRAME_MS, audio=self._finish_turn()))
+            elif event is not None:
+                events.append(AudioEvent(event, t + FRAME_MS))
+        return events
+
+    def take(self) -> bytes:
+        """Hand over the turn's audio (with any partial frame) and start a new turn."""
+        audio = self._finish_turn() + self._pending
+        self._pending = b""
+        self.endpointer.reset()
+        return audio
+
+    def _finish_turn(self) -> bytes:
+        audio = bytes(self._turn)
+        self._turn.clear()
+        self._preroll.clear()
+        self.has_speech = False
+        return audio
+
+    def set_mode(self, vad_ends_turns: bool, silence_ms: float | None = None) -> None:
+        self.vad_ends_turns = vad_ends_turns
+        if silence_ms is not None:
+            self.endpointer.config.silence_ms = silence_ms

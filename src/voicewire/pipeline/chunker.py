@@ -1,0 +1,117 @@
+"""Sentence chunker: turns a stream of LLM tokens into sentences for TTS as early as is safe.
+
+Time to first audio depends on how soon the first sentence is complete, so a sentence is
+released the moment its end is unambiguous, not one token later: ``!`` and ``?`` end it at once;
+``.`` ends it at once after a real word, but waits for the next character after a digit ("3.5"),
+a single letter ("e.g.") or a known abbreviation ("Dr."). Very long clauses are split at a comma
+so one run-on sentence cannot hold back the audio.
+"""
+
+from __future__ import annotations
+
+import re
+
+ABBREVIATIONS = frozenset(
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "prof",
+        "sr",
+        "jr",
+        "st",
+        "vs",
+        "etc",
+        "inc",
+        "ltd",
+        "co",
+        "corp",
+        "dept",
+        "approx",
+        "no",
+        "fig",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+        "mon",
+        "tue",
+        "wed",
+        "thu",
+        "fri",
+        "sat",
+        "sun",
+    ]
+)
+_CLOSERS = "\"')]}\u201d\u2019"
+_WORD_BEFORE = re.compile(r"(\w+)[.]+[" + re.escape(_CLOSERS) + r"]*$")
+
+
+class SentenceChunker:
+    def __init__(self, max_chars: int = 240) -> None:
+        self.max_chars = max_chars
+        self._buf = ""
+
+    def push(self, text: str) -> list[str]:
+        """Add a token; return the sentences it completed (often none)."""
+        self._buf += text
+        out: list[str] = []
+        start = 0
+        buf = self._buf
+        i = 0
+        while i < len(buf):
+            ch = buf[i]
+            if ch in ".!?":
+                end = i + 1
+                while end < len(buf) and buf[end] in ".!?" + _CLOSERS:
+                    end += 1
+                if end < len(buf):
+                    if buf[end].isspace() and self._ends_sentence(buf[start:end], followed=True):
+                        out.append(buf[start:end].strip())
+                        start = end
+                elif self._ends_sentence(buf[start:end], followed=False):
+                    out.append(buf[start:end].strip())
+                    start = end
+                i = end
+                continue
+            if ch == "\n" and buf[start:i].strip():
+                out.append(buf[start:i].strip())
+                start = i + 1
+            i += 1
+        rest = buf[start:]
+        if len(rest) > self.max_chars:
+            cut = max(rest.rfind(", ", 0, self.max_chars), rest.rfind(" ", 0, self.max_chars))
+            if cut > 0:
+                out.append(rest[: cut + 1].strip())
+                rest = rest[cut + 1 :]
+        self._buf = rest
+        return [s for s in out if s]
+
+    def flush(self) -> list[str]:
+        """End of the reply: whatever is left is the last sentence."""
+        rest, self._buf = self._buf.strip(), ""
+        return [rest] if rest else []
+
+    @staticmethod
+    def _ends_sentence(candidate: str, followed: bool) -> bool:
+        stripped = candidate.rstrip(_CLOSERS)
+        if not stripped or stripped[-1] in "!?":
+            return bool(stripped.strip(".!? "))
+        match = _WORD_BEFORE.search(stripped)
+        if match is None:
+            return followed and bool(stripped.strip(". "))
+        word = match.group(1)
+        if word.lower() in ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
+            return False
+        if word.isdigit():
+            return followed  # "in 2024." ends a sentence; "3." may be "3.5"
+        return True

@@ -1,0 +1,72 @@
+"""Endpointing: when does the user's turn start, pause and end?
+
+Pure logic over (is_speech, time) pairs: the caller passes each VAD frame's decision and its
+position in the input audio, so this is tested without clocks, sleeps or audio. Times are audio
+time (ms of input received), which keeps behaviour identical whether audio arrives in real time
+or faster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class EndpointEvent(Enum):
+    SPEECH_START = "speech_start"  # enough consecutive speech: the user is talking
+    PAUSE = "pause"  # silence long enough to start transcribing speculatively
+    RESUME = "resume"  # speech again after a pause: drop the speculation
+    END = "end"  # silence long enough: the turn is over
+
+
+@dataclass(slots=True)
+class EndpointingConfig:
+    silence_ms: float = 300.0  # silence that ends a turn
+    min_speech_ms: float = 60.0  # consecutive speech that starts one (filters clicks)
+    pause_ms: float = 120.0  # silence that triggers speculative transcription (0: never)
+
+
+class Endpointer:
+    def __init__(self, config: EndpointingConfig | None = None) -> None:
+        self.config = config or EndpointingConfig()
+        self.speaking = False
+        self.speech_start_ms = 0.0
+        self.last_speech_ms = 0.0
+        self._run_start: float | None = None  # start of the current speech run before onset
+        self._paused = False
+
+    def update(self, is_speech: bool, t_ms: float, frame_ms: float) -> EndpointEvent | None:
+        """Feed one VAD frame that starts at ``t_ms`` and lasts ``frame_ms``."""
+        cfg = self.config
+        if not self.speaking:
+            if not is_speech:
+                self._run_start = None
+                return None
+            if self._run_start is None:
+                self._run_start = t_ms
+            if t_ms + frame_ms - self._run_start >= cfg.min_speech_ms:
+                self.speaking = True
+                self.speech_start_ms = self._run_start
+                self.last_speech_ms = t_ms + frame_ms
+                self._paused = False
+                return EndpointEvent.SPEECH_START
+            return None
+        if is_speech:
+            self.last_speech_ms = t_ms + frame_ms
+            if self._paused:
+                self._paused = False
+                return EndpointEvent.RESUME
+            return None
+        silence = t_ms + frame_ms - self.last_speech_ms
+        if silence >= cfg.silence_ms:
+            self.reset()
+            return EndpointEvent.END
+        if cfg.pause_ms > 0 and not self._paused and silence >= cfg.pause_ms:
+            self._paused = True
+            return EndpointEvent.PAUSE
+        return None
+
+    def reset(self) -> None:
+        self.speaking = False
+        self._run_start = None
+        self._paused = False

@@ -1,0 +1,363 @@
+"""One utterance, end to end: STT -> LLM (with tool rounds) -> TTS, streamed as frames.
+
+Two tasks cooperate. This one transcribes, runs the LLM and its tool rounds, and cuts the
+token stream into sentences. The speaker task turns each sentence into audio the moment it
+is complete, so the first audio leaves while the LLM is still writing. Every frame goes out
+through the ``Emitter``, which stamps ``seq`` and ``ts``; every frame carries this utterance's
+id. A failing provider degrades this utterance only: an ``error`` frame says which stage and
+why, and the rest of the turn does what it still can (text without audio if TTS fails).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from voicewire.pipeline.chunker import SentenceChunker
+from voicewire.protocol import (
+    INPUT_SAMPLE_RATE,
+    AssistantText,
+    Error,
+    ErrorCode,
+    LlmComplete,
+    LlmStart,
+    LlmStreaming,
+    ServerFrame,
+    StageTimings,
+    SttComplete,
+    SttStart,
+    ToolCallComplete,
+    ToolCallStart,
+    TtsChunk,
+    TtsComplete,
+    TtsStart,
+)
+from voicewire.providers.base import (
+    Message,
+    ProviderError,
+    Providers,
+    TextDelta,
+    ToolCallRequest,
+    ToolSpec,
+    Transcript,
+    Usage,
+    UsageReport,
+)
+from voicewire.session import Session, UtteranceRecord
+
+
+class Emitter(Protocol):
+    async def send(self, frame: ServerFrame) -> None: ...
+    async def send_audio(self, header: TtsChunk, pcm: bytes) -> None: ...
+
+
+class Tools(Protocol):
+    """What the turn needs of a tool registry."""
+
+    def specs(self) -> list[ToolSpec]: ...
+    async def call(self, name: str, arguments: dict[str, Any]) -> Any: ...
+
+
+class NoTools:
+    def specs(self) -> list[ToolSpec]:
+        return []
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> Any:
+        raise KeyError(f"unknown tool {name!r}")
+
+
+@dataclass(slots=True)
+class TurnConfig:
+    tts_chunk_ms: int = 100
+    max_tool_rounds: int = 3
+    tool_timeout_s: float = 10.0
+
+
+@dataclass(slots=True)
+class TurnRequest:
+    """What the user said: text, or audio (PCM s16le 16 kHz) with an optional early transcript."""
+
+    record: UtteranceRecord
+    input_end: float  # perf_counter() when the user's input ended: TTFA counts from here
+    text: str | None = None
+    audio: bytes | None = None
+    speculative: Awaitable[Transcript] | None = None
+
+
+@dataclass(slots=True)
+class TurnUsage:
+    stt: Usage = field(default_factory=Usage)
+    llm: Usage = field(default_factory=Usage)
+    tts: Usage = field(default_factory=Usage)
+    tool_calls: int = 0
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 2)
+
+
+def _add_usage(total: Usage, part: Usage) -> None:
+    for name in Usage.__slots__:  # type: ignore[attr-defined]
+        setattr(total, name, getattr(total, name) + getattr(part, name))
+
+
+class Turn:
+    def __init__(
+        self,
+        request: TurnRequest,
+        session: Session,
+        providers: Providers,
+        emitter: Emitter,
+        config: TurnConfig,
+        tools: Tools | None = None,
+    ) -> None:
+        self.req = request
+        self.uid = request.record.id
+        self.session = session
+        self.p = providers
+        self.out = emitter
+        self.cfg = config
+        self.tools = tools or NoTools()
+        self.timings = StageTimings()
+        self.usage = TurnUsage()
+        self.status = "completed"
+        self._sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        self._first_sentence_at: float | None = None
+        self._tts_failed = False
+        self._chunks = 0  # audio chunks sent
+        self._samples_out = 0  # audio samples sent: the reply timeline's clock
+
+    async def run(self) -> str:
+        """Run the turn; return its final status. Cancellation propagates to every sub-task."""
+        record = self.req.record
+        record.status = "running"
+        text = self.req.text if self.req.audio is None else await self._transcribe()
+        if text is None:
+            return self._finish()
+        record.transcript = text
+        speaker = asyncio.create_task(self._speak())
+        try:
+            reply = await self._think(text)
+            await self._sentences.put(None)
+            await speaker
+        finally:
+            if not speaker.done():
+                speaker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await speaker
+        record.reply = reply
+        if reply:
+            self.session.add_turn(text, reply)
+        return self._finish()
+
+    def _finish(self) -> str:
+        self.timings.total_ms = _ms(self.req.input_end)
+        self.req.record.timings = self.timings
+        self.req.record.status = self.status  # type: ignore[assignment]
+        return self.status
+
+    async def _fail(self, code: ErrorCode, stage: str, message: str) -> None:
+        self.req.record.error = f"{code}: {message}"
+        await self.out.send(Error(utterance_id=self.uid, code=code, stage=stage, message=message))
+
+    # ------------------------------------------------------------------ STT
+
+    async def _transcribe(self) -> str | None:
+        audio = self.req.audio or b""
+        audio_ms = round(len(audio) / 2 / INPUT_SAMPLE_RATE * 1000)
+        await self.out.send(SttStart(utterance_id=self.uid, audio_ms=audio_ms))
+        start = time.perf_counter()
+        try:
+            if self.req.speculative is not None:
+                transcript = await self.req.speculative
+            else:
+                transcript = await self.p.stt.transcribe(audio, INPUT_SAMPLE_RATE)
+        except Exception as exc:  # any provider failure degrades this utterance only
+            self.status = "failed"
+            await self._fail(ErrorCode.STT_FAILED, "stt", _reason(exc))
+            return None
+        self.timings.stt_ms = _ms(start)
+        self.usage.stt = transcript.usage
+        text = transcript.text.strip()
+        await self.out.send(
+            SttComplete(utterance_id=self.uid, text=text, duration_ms=self.timings.stt_ms)
+        )
+        if not text:
+            self.status = "empty"
+            await self._fail(ErrorCode.NO_SPEECH, "stt", "no speech was recognised in the audio")
+            return None
+        return text
+
+    # ------------------------------------------------------------------ LLM and tools
+
+    async def _think(self, user_text: str) -> str:
+        messages: list[Message] = [*self.session.messages(), {"role": "user", "content": user_text}]
+        specs = self.tools.specs()
+        chunker = SentenceChunker()
+        reply: list[str] = []
+        await self.out.send(LlmStart(utterance_id=self.uid))
+        start = time.perf_counter()
+        try:
+            for _round in range(self.cfg.max_tool_rounds + 1):
+                calls: list[ToolCallRequest] = []
+                step_text: list[str] = []
+                offer = specs if _round < self.cfg.max_tool_rounds else []
+                async for event in self.p.llm.stream(messages, offer):
+                    if isinstance(event, TextDelta):
+                        if self.timings.llm_ttft_ms is None:
+                            self.timings.llm_ttft_ms = _ms(start)
+                        step_text.append(event.text)
+                        await self.out.send(LlmStreaming(utterance_id=self.uid, delta=event.text))
+                        for sentence in chunker.push(event.text):
+                            self._queue_sentence(sentence)
+                    elif isinstance(event, ToolCallRequest):
+                        calls.append(event)
+                    elif isinstance(event, UsageReport):
+                        _add_usage(self.usage.llm, event.usage)
+                reply.extend(step_text)
+                if not calls:
+                    break
+                messages += await self._run_tools(calls, "".join(step_text))
+        except Exception as exc:  # the LLM failed: keep what was said, report the rest
+            self.status = "failed"
+            await self._fail(ErrorCode.LLM_FAILED, "llm", _reason(exc))
+        self.timings.llm_ms = _ms(start)
+        for sentence in chunker.flush():
+            self._queue_sentence(sentence)
+        text = "".join(reply).strip()
+        await self.out.send(LlmComplete(utterance_id=self.uid, text=text))
+        return text
+
+    async def _run_tools(self, calls: list[ToolCallRequest], text: str) -> list[Message]:
+        """Run one step's calls concurrently; one barrier; results return in call order."""
+        start = time.perf_counter()
+        for call in calls:
+            await self.out.send(
+                ToolCallStart(
+                    utterance_id=self.uid,
+                    call_id=call.call_id,
+                    name=call.name,
+                    arguments=call.arguments,
+                )
+            )
+        results = await asyncio.gather(*(self._run_tool(c) for c in calls))
+        self.usage.tool_calls += len(calls)
+        self.timings.tools_ms = round((self.timings.tools_ms or 0) + _ms(start), 2)
+        assistant: Message = {
+            "role": "assistant",
+            "content": text or None,
+            "tool_calls": [
+                {
+                    "id": c.call_id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+                }
+                for c in calls
+            ],
+        }
+        return [assistant, *results]
+
+    async def _run_tool(self, call: ToolCallRequest) -> Message:
+        start = time.perf_counter()
+        result: Any = None
+        error: str | None = None
+        try:
+            async with asyncio.timeout(self.cfg.tool_timeout_s):
+                result = await self.tools.call(call.name, call.arguments)
+        except TimeoutError:
+            error = f"timed out after {self.cfg.tool_timeout_s:g} s"
+        except Exception as exc:
+            error = _reason(exc)
+        await self.out.send(
+            ToolCallComplete(
+                utterance_id=self.uid,
+                call_id=call.call_id,
+                name=call.name,
+                result=result,
+                error=error,
+                duration_ms=_ms(start),
+            )
+        )
+        content = json.dumps({"error": error} if error else result, default=str)
+        return {"role": "tool", "tool_call_id": call.call_id, "content": content}
+
+    # ------------------------------------------------------------------ TTS
+
+    def _queue_sentence(self, sentence: str) -> None:
+        if self._first_sentence_at is None:
+            self._first_sentence_at = time.perf_counter()
+        self._sentences.put_nowait(sentence)
+
+    async def _speak(self) -> None:
+        """Turn sentences into audio chunks as they come; place each on the reply timeline."""
+        rate = self.p.tts.sample_rate
+        chunk_bytes = max(2, rate * self.cfg.tts_chunk_ms // 1000 * 2)
+        while (sentence := await self._sentences.get()) is not None:
+            if self._tts_failed:
+                await self.out.send(AssistantText(utterance_id=self.uid, text=sentence))
+                continue
+            caption: str | None = sentence  # sent with the sentence's first chunk
+            pending = b""
+            try:
+                async for pcm in self.p.tts.synthesize(sentence, self.usage.tts):
+                    pending += pcm
+                    full = len(pending) - len(pending) % chunk_bytes
+                    for i in range(0, full, chunk_bytes):
+                        await self._play(caption, pending[i : i + chunk_bytes], rate)
+                        caption = None
+                    pending = pending[full:]
+                tail = pending[: len(pending) - len(pending) % 2]
+                if tail:
+                    await self._play(caption, tail, rate)
+                    caption = None
+            except Exception as exc:
+                self._tts_failed = True
+                if self.status == "completed":
+                    self.status = "failed"
+                await self._fail(ErrorCode.TTS_FAILED, "tts", _reason(exc))
+            if caption is not None:  # no audio for it: the words still reach the user
+                offset = self._offset_ms(rate) if not self._tts_failed else None
+                await self.out.send(
+                    AssistantText(utterance_id=self.uid, text=caption, offset_ms=offset)
+                )
+        if self._chunks:
+            await self.out.send(TtsComplete(utterance_id=self.uid, audio_ms=self._offset_ms(rate)))
+
+    def _offset_ms(self, rate: int) -> float:
+        return round(self._samples_out * 1000 / rate, 2)
+
+    async def _play(self, caption: str | None, pcm: bytes, rate: int) -> None:
+        """Send one audio chunk, preceded by tts_start (first chunk) and its sentence's text."""
+        if self._chunks == 0:
+            await self.out.send(TtsStart(utterance_id=self.uid, sample_rate=rate))
+        offset_ms = self._offset_ms(rate)
+        if caption is not None:
+            await self.out.send(
+                AssistantText(utterance_id=self.uid, text=caption, offset_ms=offset_ms)
+            )
+        samples = len(pcm) // 2
+        header = TtsChunk(
+            utterance_id=self.uid,
+            chunk_index=self._chunks,
+            offset_ms=offset_ms,
+            samples=samples,
+            sample_rate=rate,
+        )
+        await self.out.send_audio(header, pcm)
+        if self._chunks == 0:
+            self.timings.ttfa_ms = _ms(self.req.input_end)
+            if self._first_sentence_at is not None:
+                self.timings.tts_ttfb_ms = _ms(self._first_sentence_at)
+        self._chunks += 1
+        self._samples_out += samples
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ProviderError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

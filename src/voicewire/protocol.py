@@ -1,0 +1,354 @@
+"""The wire protocol of ``/ws/multimodal``: every frame as a typed model.
+
+This module is the single definition that the server, the tests, the benchmark and the clients
+share. ``docs/protocol.md`` documents each frame here (a test keeps them in step).
+
+Client -> server: JSON text frames (``ClientFrame``) and binary frames of raw PCM s16le mono
+16 kHz microphone audio. Server -> client: JSON text frames (subclasses of ``ServerFrame``) and
+binary ``assistant_audio`` frames: ``[uint32 BE header length][TtsChunk JSON][PCM s16le]``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+PROTOCOL_VERSION = "1.0"
+INPUT_SAMPLE_RATE = 16_000
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes; clients may branch on them, so never rename one."""
+
+    INVALID_JSON = "invalid_json"
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_FRAME = "invalid_frame"
+    TEXT_TOO_LONG = "text_too_long"
+    FRAME_TOO_LARGE = "frame_too_large"
+    BAD_AUDIO = "bad_audio"
+    AUDIO_TOO_LONG = "audio_too_long"
+    NO_AUDIO = "no_audio"
+    UNKNOWN_UTTERANCE = "unknown_utterance"
+    BUSY = "busy"
+    NO_SPEECH = "no_speech"
+    STT_FAILED = "stt_failed"
+    LLM_FAILED = "llm_failed"
+    TTS_FAILED = "tts_failed"
+    IDLE_TIMEOUT = "idle_timeout"
+    INTERNAL = "internal"
+
+
+# --------------------------------------------------------------------------- client -> server
+
+
+class _ClientFrame(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    ref: str | None = Field(default=None, max_length=128, description="Echoed in ack/error.")
+
+
+class UserText(_ClientFrame):
+    """A typed message from the user; starts an utterance."""
+
+    type: Literal["user_text"]
+    text: str
+
+
+class UserAudio(_ClientFrame):
+    """A one-shot audio clip (base64); starts an utterance."""
+
+    type: Literal["user_audio"]
+    audio: str
+    format: Literal["wav", "pcm_s16le"] = "wav"
+    sample_rate: int = Field(default=INPUT_SAMPLE_RATE, ge=8_000, le=192_000)
+
+
+class AudioCommit(_ClientFrame):
+    """End of a streamed utterance (push-to-talk release)."""
+
+    type: Literal["audio_commit"]
+
+
+class SessionUpdate(_ClientFrame):
+    """Change how this session takes turns."""
+
+    type: Literal["session_update"]
+    turn_detection: Literal["server_vad", "manual"] | None = None
+    silence_ms: int | None = Field(default=None, ge=100, le=5000)
+
+
+class Cancel(_ClientFrame):
+    """Stop an utterance now: queued or running, every task of it."""
+
+    type: Literal["cancel"]
+    utterance_id: str
+
+
+class Ping(_ClientFrame):
+    type: Literal["ping"]
+
+
+ClientFrame = Annotated[
+    UserText | UserAudio | AudioCommit | SessionUpdate | Cancel | Ping,
+    Field(discriminator="type"),
+]
+CLIENT_FRAME_TYPES: tuple[str, ...] = (
+    "user_text",
+    "user_audio",
+    "audio_commit",
+    "session_update",
+    "cancel",
+    "ping",
+)
+client_frame_adapter: TypeAdapter[Any] = TypeAdapter(ClientFrame)
+
+
+# --------------------------------------------------------------------------- server -> client
+
+
+class ServerFrame(BaseModel):
+    """Envelope shared by every server frame. The sender fills ``session_id``, ``seq``, ``ts``."""
+
+    type: str
+    session_id: str = ""
+    utterance_id: str | None = None
+    seq: int = 0
+    ts: int = 0
+
+    def to_json(self) -> str:
+        return self.model_dump_json(exclude_none=True)
+
+
+class AudioFormat(BaseModel):
+    encoding: Literal["pcm_s16le"] = "pcm_s16le"
+    channels: int = 1
+    sample_rate: int
+
+
+class Limits(BaseModel):
+    max_text_chars: int
+    max_frame_bytes: int
+    max_audio_s: float
+    max_queued_utterances: int
+
+
+class Init(ServerFrame):
+    type: Literal["init"] = "init"
+    protocol_version: str = PROTOCOL_VERSION
+    server_version: str
+    input_audio: AudioFormat
+    output_audio: AudioFormat
+    providers: dict[str, str]
+    turn_detection: str
+    silence_ms: int
+    limits: Limits
+
+
+class Ack(ServerFrame):
+    """Confirms a client request; ``utterance_id`` is set when the request started one."""
+
+    type: Literal["ack"] = "ack"
+    request: str
+    ref: str | None = None
+
+
+class Error(ServerFrame):
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    message: str
+    stage: str | None = None
+    ref: str | None = None
+
+
+class Pong(ServerFrame):
+    type: Literal["pong"] = "pong"
+    ref: str | None = None
+
+
+class SpeechStarted(ServerFrame):
+    """Server VAD heard speech begin; ``offset_ms`` is its position in the input stream."""
+
+    type: Literal["speech_started"] = "speech_started"
+    offset_ms: int
+
+
+class SpeechStopped(ServerFrame):
+    """Server VAD decided the user's turn ended; the utterance follows."""
+
+    type: Literal["speech_stopped"] = "speech_stopped"
+    offset_ms: int
+
+
+class SttStart(ServerFrame):
+    type: Literal["stt_start"] = "stt_start"
+    audio_ms: int
+
+
+class SttComplete(ServerFrame):
+    type: Literal["stt_complete"] = "stt_complete"
+    text: str
+    duration_ms: float
+
+
+class LlmStart(ServerFrame):
+    type: Literal["llm_start"] = "llm_start"
+
+
+class LlmStreaming(ServerFrame):
+    type: Literal["llm_streaming"] = "llm_streaming"
+    delta: str
+
+
+class LlmComplete(ServerFrame):
+    type: Literal["llm_complete"] = "llm_complete"
+    text: str
+
+
+class ToolCallStart(ServerFrame):
+    type: Literal["tool_call_start"] = "tool_call_start"
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+class ToolCallComplete(ServerFrame):
+    type: Literal["tool_call_complete"] = "tool_call_complete"
+    call_id: str
+    name: str
+    result: Any = None
+    error: str | None = None
+    duration_ms: float
+
+
+class TtsStart(ServerFrame):
+    type: Literal["tts_start"] = "tts_start"
+    sample_rate: int
+
+
+class TtsChunk(ServerFrame):
+    """Header of a binary ``assistant_audio`` frame: where its PCM sits on the reply timeline."""
+
+    type: Literal["tts_chunk"] = "tts_chunk"
+    chunk_index: int
+    offset_ms: float
+    samples: int
+    sample_rate: int
+
+
+class TtsComplete(ServerFrame):
+    type: Literal["tts_complete"] = "tts_complete"
+    audio_ms: float
+
+
+class AssistantText(ServerFrame):
+    """One sentence of the reply, placed where its audio starts (null offset: text-only)."""
+
+    type: Literal["assistant_text"] = "assistant_text"
+    text: str
+    offset_ms: float | None = None
+
+
+class StageTimings(BaseModel):
+    """Per-stage timings of one utterance in ms; absent when the stage did not run."""
+
+    stt_ms: float | None = None
+    llm_ttft_ms: float | None = None
+    llm_ms: float | None = None
+    tools_ms: float | None = None
+    tts_ttfb_ms: float | None = None
+    ttfa_ms: float | None = None
+    total_ms: float | None = None
+
+    STAGES: ClassVar[tuple[str, ...]] = (
+        "stt_ms",
+        "llm_ttft_ms",
+        "llm_ms",
+        "tools_ms",
+        "tts_ttfb_ms",
+        "ttfa_ms",
+        "total_ms",
+    )
+
+
+class MetricsUpdate(ServerFrame):
+    type: Literal["metrics_update"] = "metrics_update"
+    timings: StageTimings
+
+
+class UtteranceCancelled(ServerFrame):
+    type: Literal["utterance_cancelled"] = "utterance_cancelled"
+
+
+class UtteranceComplete(ServerFrame):
+    """Always the last frame of an utterance."""
+
+    type: Literal["utterance_complete"] = "utterance_complete"
+    status: Literal["completed", "failed", "cancelled", "empty"]
+    timings: StageTimings
+
+
+SERVER_FRAME_CLASSES: tuple[type[ServerFrame], ...] = (
+    Init,
+    Ack,
+    Error,
+    Pong,
+    SpeechStarted,
+    SpeechStopped,
+    SttStart,
+    SttComplete,
+    LlmStart,
+    LlmStreaming,
+    LlmComplete,
+    ToolCallStart,
+    ToolCallComplete,
+    TtsStart,
+    TtsChunk,
+    TtsComplete,
+    AssistantText,
+    MetricsUpdate,
+    UtteranceCancelled,
+    UtteranceComplete,
+)
+SERVER_FRAME_TYPES: dict[str, type[ServerFrame]] = {
+    cls.model_fields["type"].default: cls for cls in SERVER_FRAME_CLASSES
+}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# --------------------------------------------------------------------------- binary audio
+
+_HEADER_LEN = struct.Struct(">I")
+
+
+def encode_audio_frame(header: TtsChunk, pcm: bytes) -> bytes:
+    """Pack ``[uint32 BE header length][header JSON][PCM s16le]``."""
+    head = header.to_json().encode()
+    return _HEADER_LEN.pack(len(head)) + head + pcm
+
+
+def decode_audio_frame(data: bytes) -> tuple[TtsChunk, bytes]:
+    """Inverse of :func:`encode_audio_frame`; raises ``ValueError`` on a malformed frame."""
+    if len(data) < _HEADER_LEN.size:
+        raise ValueError("audio frame shorter than its length prefix")
+    (n,) = _HEADER_LEN.unpack_from(data)
+    end = _HEADER_LEN.size + n
+    if end > len(data):
+        raise ValueError("audio frame header length exceeds the frame")
+    header = TtsChunk.model_validate_json(data[_HEADER_LEN.size : end])
+    return header, data[end:]
+
+
+def parse_server_frame(text: str | bytes) -> ServerFrame:
+    """Parse a JSON server frame into its typed model (clients and tests use this)."""
+    raw = json.loads(text)
+    cls = SERVER_FRAME_TYPES.get(raw.get("type"))
+    if cls is None:
+        raise ValueError(f"unknown server frame type {raw.get('type')!r}")
+    return cls.model_validate(raw)

@@ -1,0 +1,125 @@
+"""The three provider protocols a turn needs, and the small records they exchange.
+
+Every implementation (embedded, cloud, simulated, fake) fits one of these. They are async so a
+provider that waits on a network never holds the event loop; embedded models run their work in
+the shared :class:`~voicewire.providers.runner.ModelRunner`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+# Chat messages use the OpenAI Chat Completions shape: it is what every LLM provider speaks.
+Message = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Usage:
+    """What one provider call consumed; cost accounting prices it."""
+
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    characters: int = 0
+    audio_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class Transcript:
+    text: str
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(slots=True)
+class TextDelta:
+    """A piece of the assistant's reply text."""
+
+    text: str
+
+
+@dataclass(slots=True)
+class ToolCallRequest:
+    """The LLM asks for a tool; all requests of one LLM step run before the next step."""
+
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(slots=True)
+class UsageReport:
+    usage: Usage
+
+
+LLMEvent = TextDelta | ToolCallRequest | UsageReport
+
+
+@dataclass(slots=True)
+class ToolSpec:
+    """A tool as an LLM sees it: an OpenAI-style function schema."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+    def openai_schema(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
+
+
+class ProviderError(Exception):
+    """A provider could not do its part; degrades one utterance, never the session."""
+
+    def __init__(self, provider: str, message: str) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.reason = message
+
+
+@runtime_checkable
+class STT(Protocol):
+    name: str
+
+    async def transcribe(self, pcm: bytes, sample_rate: int) -> Transcript:
+        """Transcribe one utterance of PCM s16le mono audio."""
+        ...
+
+
+@runtime_checkable
+class LLM(Protocol):
+    name: str
+
+    def stream(self, messages: list[Message], tools: list[ToolSpec]) -> AsyncIterator[LLMEvent]:
+        """Stream one completion step: text deltas and/or tool calls, then usage."""
+        ...
+
+
+@runtime_checkable
+class TTS(Protocol):
+    name: str
+    sample_rate: int
+
+    def synthesize(self, text: str, usage: Usage) -> AsyncIterator[bytes]:
+        """Stream PCM s16le mono audio at ``sample_rate`` for one sentence; add to ``usage``."""
+        ...
+
+
+@dataclass(slots=True)
+class Providers:
+    """The three stages one server runs with."""
+
+    stt: STT
+    llm: LLM
+    tts: TTS
+
+    def describe(self) -> dict[str, str]:
+        return {"stt": self.stt.name, "llm": self.llm.name, "tts": self.tts.name}

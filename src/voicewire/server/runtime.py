@@ -1,0 +1,108 @@
+"""Process-wide state: settings, providers, sessions, metrics, and the model-loading lifecycle.
+
+Models load once, in a thread, after the server starts listening, so ``/health`` can say
+"starting" while they load; a warm-up turn makes the first real turn as fast as the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
+
+from voicewire.config import Settings
+from voicewire.metrics import TurnMetrics
+from voicewire.pipeline.turn import Tools, TurnConfig
+from voicewire.providers import build_providers
+from voicewire.providers.base import Providers, Usage
+from voicewire.providers.runner import ModelRunner
+from voicewire.session import SessionStore
+
+if TYPE_CHECKING:
+    from voicewire.pipeline.turn import Turn, TurnRequest
+    from voicewire.server.connection import Connection
+    from voicewire.session import Session
+
+log = logging.getLogger(__name__)
+Status = Literal["starting", "ready", "failed"]
+ProviderFactory = Callable[[Settings, ModelRunner], Providers]
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        providers: Providers | ProviderFactory | None = None,
+        tools: Tools | None = None,
+    ) -> None:
+        self.settings = settings
+        self.runner = ModelRunner(settings.model_workers)
+        self._factory: ProviderFactory = (
+            providers if callable(providers) else build_providers  # type: ignore[assignment]
+        )
+        self.providers: Providers | None = providers if isinstance(providers, Providers) else None
+        self.tools = tools
+        self.store = SessionStore()
+        self.metrics = TurnMetrics()
+        self.connections: dict[str, Connection] = {}
+        self.turn_config = TurnConfig(tts_chunk_ms=settings.tts_chunk_ms)
+        self.loaded = asyncio.Event()  # set when start() has finished, ready or failed
+        self.status: Status = "starting"
+        self.error: str | None = None
+        self.started_at = time.monotonic()
+
+    def require_providers(self) -> Providers:
+        if self.providers is None:
+            raise RuntimeError("providers are not loaded yet")
+        return self.providers
+
+    async def start(self) -> None:
+        """Load and warm the providers off the event loop, then open for turns."""
+        try:
+            if self.providers is None:
+                self.providers = await asyncio.to_thread(self._factory, self.settings, self.runner)
+            if self.settings.warmup:
+                await self._warm_up(self.providers)
+        except Exception as exc:
+            self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"
+            log.exception("could not start the providers")
+        else:
+            self.status = "ready"
+            log.info("ready: %s", self.providers.describe())
+        finally:
+            self.loaded.set()
+
+    async def _warm_up(self, providers: Providers) -> None:
+        start = time.perf_counter()
+        usage = Usage()
+        pcm = b"".join([chunk async for chunk in providers.tts.synthesize("Hello there.", usage)])
+        from voicewire.audio import resample_pcm16
+        from voicewire.protocol import INPUT_SAMPLE_RATE
+
+        await providers.stt.transcribe(
+            resample_pcm16(pcm, providers.tts.sample_rate, INPUT_SAMPLE_RATE), INPUT_SAMPLE_RATE
+        )
+        async for _ in providers.llm.stream([{"role": "user", "content": "hello"}], []):
+            pass
+        log.info("warm-up took %.0f ms", (time.perf_counter() - start) * 1000)
+
+    def on_turn(self, session: Session, request: TurnRequest, turn: Turn) -> None:
+        """Hook called after every utterance (cost accounting attaches here)."""
+
+    async def sweep(self) -> None:
+        """Close idle connections and forget old disconnected sessions, forever."""
+        s = self.settings
+        interval = max(0.5, min(30.0, s.idle_timeout_s / 4, s.session_ttl_s / 4 or 30.0))
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for session in self.store.idle_connected(now, s.idle_timeout_s):
+                conn = self.connections.get(session.id)
+                if conn is not None and conn.idle():
+                    await conn.close_idle()
+            self.store.expire(now, s.session_ttl_s)
+
+    def shutdown(self) -> None:
+        self.runner.shutdown()

@@ -1,0 +1,135 @@
+"""Session state: what one conversation remembers, and the store that holds every session.
+
+Plain data with no tasks or timers of its own, so an idle session costs a few kilobytes; one
+sweeper per process (see ``server.app``) expires idle and disconnected sessions.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from voicewire.protocol import StageTimings
+from voicewire.providers.base import Message
+
+UtteranceStatus = Literal["queued", "running", "completed", "failed", "cancelled", "empty"]
+MAX_UTTERANCE_RECORDS = 100
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(6)}"
+
+
+@dataclass(slots=True)
+class UtteranceRecord:
+    id: str
+    source: Literal["text", "audio"]
+    created_at: float = field(default_factory=time.time)
+    status: UtteranceStatus = "queued"
+    transcript: str | None = None
+    reply: str = ""
+    error: str | None = None
+    timings: StageTimings | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "source": self.source,
+            "created_at": self.created_at,
+            "status": self.status,
+            "transcript": self.transcript,
+            "reply": self.reply,
+            "error": self.error,
+            "timings": self.timings.model_dump(exclude_none=True) if self.timings else None,
+        }
+
+
+class Session:
+    __slots__ = (
+        "_history",
+        "connected",
+        "created_at",
+        "id",
+        "last_activity",
+        "last_visualization",
+        "silence_ms",
+        "turn_detection",
+        "utterances",
+    )
+
+    def __init__(self, turn_detection: str, silence_ms: int, history_turns: int) -> None:
+        self.id = new_id("s")
+        self.created_at = time.time()
+        self.last_activity = time.monotonic()
+        self.connected = True
+        self.turn_detection = turn_detection
+        self.silence_ms = silence_ms
+        self._history: deque[Message] = deque(maxlen=2 * history_turns)
+        self.utterances: OrderedDict[str, UtteranceRecord] = OrderedDict()
+        self.last_visualization: dict[str, Any] | None = None
+
+    def touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+    def messages(self) -> list[Message]:
+        """The conversation so far (last N turns), for the LLM."""
+        return list(self._history)
+
+    def add_turn(self, user: str, assistant: str) -> None:
+        if self._history.maxlen:
+            self._history.append({"role": "user", "content": user})
+            self._history.append({"role": "assistant", "content": assistant})
+
+    def record(self, utterance: UtteranceRecord) -> None:
+        self.utterances[utterance.id] = utterance
+        while len(self.utterances) > MAX_UTTERANCE_RECORDS:
+            self.utterances.popitem(last=False)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "session_id": self.id,
+            "created_at": self.created_at,
+            "idle_s": round(time.monotonic() - self.last_activity, 3),
+            "connected": self.connected,
+            "turn_detection": self.turn_detection,
+            "silence_ms": self.silence_ms,
+            "history": self.messages(),
+            "utterances": [u.to_json() for u in self.utterances.values()],
+            "last_visualization": self.last_visualization,
+        }
+
+
+class SessionStore:
+    def __init__(self) -> None:
+        self._sessions: dict[str, Session] = {}
+
+    def add(self, session: Session) -> None:
+        self._sessions[session.id] = session
+
+    def get(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def connected(self) -> int:
+        return sum(1 for s in self._sessions.values() if s.connected)
+
+    def expire(self, now: float, ttl_s: float) -> list[str]:
+        """Forget disconnected sessions idle for longer than ``ttl_s``."""
+        gone = [
+            sid
+            for sid, s in self._sessions.items()
+            if not s.connected and now - s.last_activity > ttl_s
+        ]
+        for sid in gone:
+            del self._sessions[sid]
+        return gone
+
+    def idle_connected(self, now: float, idle_s: float) -> list[Session]:
+        return [
+            s for s in self._sessions.values() if s.connected and now - s.last_activity > idle_s
+        ]
