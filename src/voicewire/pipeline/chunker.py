@@ -89,7 +89,9 @@ class SentenceChunker:
             i += 1
         rest = buf[start:]
         if len(rest) > self.max_chars:
-            cut = max(rest.rfind(", ", 0, self.max_chars), rest.rfind(" ", 0, self.max_chars))
+            cut = rest.rfind(", ", 0, self.max_chars)  # a clause boundary if there is one
+            if cut <= 0:
+                cut = rest.rfind(" ", 0, self.max_chars)
             if cut > 0:
                 out.append(rest[: cut + 1].strip())
                 rest = rest[cut + 1 :]

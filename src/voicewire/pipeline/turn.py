@@ -212,6 +212,7 @@ class Turn:
                         if self.timings.llm_ttft_ms is None:
                             self.timings.llm_ttft_ms = _ms(start)
                         step_text.append(event.text)
+                        reply.append(event.text)
                         await self.out.send(LlmStreaming(utterance_id=self.uid, delta=event.text))
                         for sentence in chunker.push(event.text):
                             self._queue_sentence(sentence)
@@ -219,7 +220,6 @@ class Turn:
                         calls.append(event)
                     elif isinstance(event, UsageReport):
                         _add_usage(self.usage.llm, event.usage)
-                reply.extend(step_text)
                 if not calls:
                     break
                 messages += await self._run_tools(calls, "".join(step_text))

@@ -383,13 +383,14 @@ class Connection:
             try:
                 status = await task
             except asyncio.CancelledError:
-                me = asyncio.current_task()
-                if me is not None and me.cancelling():
-                    raise  # the connection is closing
                 status = "cancelled"
                 turn.timings.total_ms = round((time.perf_counter() - request.input_end) * 1000, 2)
                 request.record.status = "cancelled"
                 request.record.timings = turn.timings
+                me = asyncio.current_task()
+                if me is not None and me.cancelling():  # the connection is closing
+                    rt.metrics.record_turn(status, turn.timings)
+                    raise
             except Exception as exc:  # a bug in a turn must not take the session down
                 log.exception("turn %s failed", uid)
                 status = "failed"

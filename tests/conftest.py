@@ -1,0 +1,113 @@
+"""Shared fixtures: a real uvicorn server on loopback (in a thread), fakes, frame invariants."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import uvicorn
+
+from voicewire.config import Settings
+from voicewire.protocol import ServerFrame
+from voicewire.providers.base import Providers
+from voicewire.providers.fake import FakeLLM, FakeSTT, FakeTTS
+from voicewire.server.app import create_app
+
+
+@dataclass
+class RunningServer:
+    base: str  # http://127.0.0.1:PORT
+    app: Any
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    @property
+    def ws_url(self) -> str:
+        return self.base.replace("http", "ws", 1) + "/ws/multimodal"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+def start_server(providers: Providers | None = None, **overrides: Any) -> RunningServer:
+    """Serve the app with real uvicorn on a pre-bound loopback socket.
+
+    Binding first means the socket accepts connections before uvicorn's loop runs, so tests
+    connect without waiting or polling for start-up.
+    """
+    overrides.setdefault("warmup", False)
+    settings = Settings(**overrides)
+    app = create_app(settings, providers=providers)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        ws_max_size=settings.max_frame_bytes * 2,
+        ws_per_message_deflate=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    return RunningServer(f"http://127.0.0.1:{port}", app, server, thread)
+
+
+@dataclass
+class Fakes:
+    stt: FakeSTT
+    llm: FakeLLM
+    tts: FakeTTS
+
+    @property
+    def providers(self) -> Providers:
+        return Providers(stt=self.stt, llm=self.llm, tts=self.tts)
+
+
+@pytest.fixture
+def fakes() -> Fakes:
+    return Fakes(FakeSTT(), FakeLLM(), FakeTTS())
+
+
+@pytest.fixture
+def fake_server(fakes: Fakes) -> Iterator[Callable[..., RunningServer]]:
+    """Start a server on the ``fakes`` (settings overridable); stopped after the test."""
+    servers: list[RunningServer] = []
+
+    def make(**overrides: Any) -> RunningServer:
+        srv = start_server(fakes.providers, **overrides)
+        servers.append(srv)
+        return srv
+
+    yield make
+    for srv in servers:
+        srv.stop()
+
+
+def check_invariants(frames: list[ServerFrame]) -> None:
+    """Frame-order invariants every utterance must satisfy."""
+    seqs = [f.seq for f in frames]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), f"seq not increasing: {seqs}"
+    types = [f.type for f in frames if f.type != "ack"]
+    assert types[-1] == "utterance_complete", types
+    assert types.count("utterance_complete") == 1
+    uids = {f.utterance_id for f in frames}
+    assert len(uids) == 1, f"frames of several utterances: {uids}"
+    if "stt_complete" in types and "llm_start" in types:
+        assert types.index("stt_complete") < types.index("llm_start")
+    reply = [f for f in frames if not f.type.startswith("speech_")]  # those are input offsets
+    offsets = [o for f in reply if (o := getattr(f, "offset_ms", None)) is not None]
+    assert offsets == sorted(offsets), f"offsets go back: {offsets}"
+
+
+def dumps(payload: dict[str, Any]) -> str:
+    return json.dumps(payload)

@@ -1,0 +1,60 @@
+"""Sentence chunking: sentences leave as early as is safe, and never split wrongly."""
+
+from __future__ import annotations
+
+import pytest
+
+from voicewire.pipeline.chunker import SentenceChunker
+
+
+def feed(tokens: list[str]) -> tuple[list[tuple[int, str]], list[str]]:
+    """Return (token index at which each sentence was released, flushed rest)."""
+    chunker = SentenceChunker()
+    released: list[tuple[int, str]] = []
+    for i, token in enumerate(tokens):
+        released += [(i, s) for s in chunker.push(token)]
+    return released, chunker.flush()
+
+
+def test_sentence_released_on_its_own_token_not_the_next() -> None:
+    released, rest = feed(["Hello", " there", "!", " How", " are", " you", "?"])
+    assert released == [(2, "Hello there!"), (6, "How are you?")]
+    assert rest == []
+
+
+def test_period_after_a_word_ends_at_once() -> None:
+    released, _ = feed(["It", " is", " done", ".", " Next"])
+    assert released == [(3, "It is done.")]
+
+
+@pytest.mark.parametrize(
+    "tokens, expected",
+    [
+        (["It costs 3", ".", "5", " dollars. Ok"], ["It costs 3.5 dollars."]),
+        (["Ask Dr", ".", " Smith", " now. Bye"], ["Ask Dr. Smith now."]),
+        (["Use e", ".", "g", ".", " this one. x"], ["Use e.g. this one."]),
+        (["Born in 1990", ".", " Then"], ["Born in 1990."]),
+        (['He said "stop!"', " Then"], ['He said "stop!"']),
+        (["Wait...", " what?"], ["Wait...", "what?"]),
+    ],
+)
+def test_ambiguous_periods(tokens: list[str], expected: list[str]) -> None:
+    released, _ = feed(tokens)
+    assert [s for _, s in released] == expected
+
+
+def test_flush_returns_the_unfinished_sentence() -> None:
+    released, rest = feed(["No", " punctuation", " at", " all"])
+    assert released == [] and rest == ["No punctuation at all"]
+
+
+def test_run_on_sentence_is_split_at_a_comma() -> None:
+    chunker = SentenceChunker(max_chars=40)
+    out = chunker.push("this clause goes on, and on and on and on without ever ending")
+    assert out == ["this clause goes on,"]
+    assert chunker.flush() == ["and on and on and on without ever ending"]
+
+
+def test_newlines_separate_items() -> None:
+    released, rest = feed(["First item\n", "Second item\n", "Third"])
+    assert [s for _, s in released] == ["First item", "Second item"] and rest == ["Third"]
