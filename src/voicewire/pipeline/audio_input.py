@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
 import webrtcvad
 
 from voicewire.pipeline.endpointing import Endpointer, EndpointEvent, EndpointingConfig
@@ -30,9 +31,15 @@ class AudioEvent:
 
 class AudioInput:
     def __init__(
-        self, config: EndpointingConfig, aggressiveness: int, vad_ends_turns: bool
+        self,
+        config: EndpointingConfig,
+        aggressiveness: int,
+        vad_ends_turns: bool,
+        energy_floor: float = 150.0,
     ) -> None:
         self._vad = webrtcvad.Vad(aggressiveness)
+        # compare mean squares, not RMS: no square root per frame
+        self._floor_ms = energy_floor * energy_floor * (FRAME_BYTES // 2)
         self.endpointer = Endpointer(config)
         self.vad_ends_turns = vad_ends_turns
         self._pending = b""  # bytes not yet making a full VAD frame
@@ -63,7 +70,9 @@ class AudioInput:
             frame = data[start : start + FRAME_BYTES]
             t = self.position_ms
             self.position_ms += FRAME_MS
-            speech = self._vad.is_speech(frame, INPUT_SAMPLE_RATE)
+            samples = np.frombuffer(frame, dtype=np.int16).astype(np.float32)
+            loud = float(np.dot(samples, samples)) >= self._floor_ms
+            speech = loud and self._vad.is_speech(frame, INPUT_SAMPLE_RATE)
             if speech:
                 self.last_speech_at = now
             event = self.endpointer.update(speech, t, FRAME_MS)

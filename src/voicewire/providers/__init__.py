@@ -30,7 +30,7 @@ def build_stt(settings: Settings, runner: ModelRunner) -> STT:
     _kind(settings.stt, "stt", STT_KINDS)
     from voicewire.providers.local.whisper import WhisperSTT
 
-    return WhisperSTT(runner, threads=settings.model_threads)
+    return WhisperSTT(runner, threads=settings.model_threads, window_s=settings.stt_window_s)
 
 
 def build_llm(settings: Settings) -> LLM:

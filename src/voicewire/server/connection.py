@@ -313,10 +313,12 @@ class Connection:
             return
         if self._audio is None:
             config = EndpointingConfig(
-                silence_ms=self.session.silence_ms, pause_ms=s.speculative_stt_ms
+                silence_ms=self.session.silence_ms,
+                min_speech_ms=s.vad_min_speech_ms,
+                pause_ms=s.speculative_stt_ms,
             )
             vad_ends = self.session.turn_detection == "server_vad"
-            self._audio = AudioInput(config, s.vad_aggressiveness, vad_ends)
+            self._audio = AudioInput(config, s.vad_aggressiveness, vad_ends, s.vad_energy_floor)
         audio = self._audio
         if self._audio_uid is None and not audio.vad_ends_turns:
             self._audio_uid = new_id("u")

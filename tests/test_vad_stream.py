@@ -1,0 +1,117 @@
+"""Streamed microphone audio through the real VAD and endpointer (speech synthesized by Piper).
+
+STT/LLM/TTS are fakes here, so the tests can see exactly which audio reached the STT and when:
+this is where speculative transcription is checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tests.conftest import Fakes, RunningServer, Speaker, check_invariants, silence
+from voicewire.client import Client
+
+Make = Callable[..., RunningServer]
+
+
+async def test_server_vad_ends_the_turn_and_reuses_the_speculative_transcript(
+    fake_server: Make, fakes: Fakes, speaker: Speaker
+) -> None:
+    fakes.stt.transcripts = ["what time is it"]
+    srv = fake_server(turn_detection="server_vad", silence_ms=300, speculative_stt_ms=120)
+    client = await Client.connect(srv.ws_url)
+    speech = speaker.say("What time is it?")
+    await client.stream_audio(speech + silence(700), realtime=False)
+    result = await client.collect(timeout=20)
+    frames = [r.frame for r in result.frames]
+    check_invariants(frames)
+    types = [f.type for f in frames]
+    assert types[:2] == ["speech_started", "speech_stopped"]
+    assert types.index("speech_stopped") < types.index("stt_start")
+    stt = result.first("stt_complete")
+    assert stt is not None and stt.text == "what time is it"  # type: ignore[attr-defined]
+    # one transcription, started at the pause: its audio ends ~120 ms into the silence,
+    # before the 300 ms that ended the turn
+    assert len(fakes.stt.calls) == 1
+    heard_ms = len(fakes.stt.calls[0]) / 32
+    started = result.first("speech_started").offset_ms  # type: ignore[union-attr]
+    stopped = result.first("speech_stopped").offset_ms  # type: ignore[union-attr]
+    assert heard_ms < stopped - started + 300  # pre-roll included, final silence not
+    await client.close()
+
+
+async def test_speech_after_a_pause_drops_the_speculation(
+    fake_server: Make, fakes: Fakes, speaker: Speaker
+) -> None:
+    fakes.stt.transcripts = ["partial", "whole"]
+    srv = fake_server(turn_detection="server_vad", silence_ms=900, speculative_stt_ms=120)
+    client = await Client.connect(srv.ws_url)
+    audio = speaker.say("Hello there.") + silence(250) + speaker.say("How are you?") + silence(1500)
+    await client.stream_audio(audio, realtime=False)
+    result = await client.collect(timeout=20)
+    assert [f.type for f in (r.frame for r in result.frames)].count("speech_started") == 1
+    stt = result.first("stt_complete")
+    assert stt is not None and stt.text == "whole"  # type: ignore[attr-defined]
+    assert len(fakes.stt.calls) == 2 and len(fakes.stt.calls[1]) > len(fakes.stt.calls[0])
+    await client.close()
+
+
+async def test_without_speculation_the_whole_turn_is_transcribed_once(
+    fake_server: Make, fakes: Fakes, speaker: Speaker
+) -> None:
+    srv = fake_server(turn_detection="server_vad", speculative_stt_ms=0)
+    client = await Client.connect(srv.ws_url)
+    await client.stream_audio(speaker.say("Good morning.") + silence(800), realtime=False)
+    result = await client.collect(timeout=20)
+    assert result.status == "completed" and len(fakes.stt.calls) == 1
+    await client.close()
+
+
+async def test_two_turns_in_one_stream(fake_server: Make, fakes: Fakes, speaker: Speaker) -> None:
+    fakes.stt.transcripts = ["one", "two"]
+    srv = fake_server(turn_detection="server_vad")
+    client = await Client.connect(srv.ws_url)
+    audio = (
+        speaker.say("First question.") + silence(800) + speaker.say("Second one.") + silence(800)
+    )
+    await client.stream_audio(audio, realtime=False)
+    first = await client.collect(timeout=20)
+    second = await client.collect(timeout=20)
+    assert first.utterance_id != second.utterance_id
+    assert [r.first("stt_complete").text for r in (first, second)] == ["one", "two"]  # type: ignore[union-attr]
+    await client.close()
+
+
+async def test_silence_and_noise_start_no_turn(fake_server: Make, fakes: Fakes) -> None:
+    import numpy as np
+
+    srv = fake_server(turn_detection="server_vad")
+    client = await Client.connect(srv.ws_url)
+    rng = np.random.default_rng(0)
+    hiss = rng.normal(0, 30, 16000 * 2).astype(np.int16).tobytes()  # faint hiss, -60 dBFS
+    hum = rng.normal(0, 1000, 16000 * 2).astype(np.int16).tobytes()  # loud fan noise
+    await client.stream_audio(silence(1000) + hiss + silence(500) + hum, realtime=False)
+    pong_ref = "after-noise"
+    await client.send_json({"type": "ping", "ref": pong_ref})
+    frame = await client.next_frame(10)
+    assert frame.frame.type == "pong", frame.frame  # nothing else came first
+    assert not fakes.stt.calls
+    await client.close()
+
+
+async def test_switching_to_manual_waits_for_commit(
+    fake_server: Make, fakes: Fakes, speaker: Speaker
+) -> None:
+    srv = fake_server(turn_detection="server_vad")
+    client = await Client.connect(srv.ws_url)
+    await client.send_json({"type": "session_update", "turn_detection": "manual"})
+    await client.expect("ack")
+    await client.stream_audio(speaker.say("Hold on.") + silence(900), realtime=False)
+    await client.send_json({"type": "ping"})
+    while (r := await client.next_frame(10)).frame.type != "pong":
+        assert r.frame.type == "speech_started", r.frame  # no turn ends by itself
+    await client.send_json({"type": "audio_commit"})
+    ack = await client.expect("ack")
+    assert (await client.collect(ack.utterance_id, timeout=20)).status == "completed"
+    assert len(fakes.stt.calls) == 1  # the transcript made during the pause was reused
+    await client.close()
