@@ -7,9 +7,9 @@ import pytest
 from voicewire.pipeline.chunker import SentenceChunker
 
 
-def feed(tokens: list[str]) -> tuple[list[tuple[int, str]], list[str]]:
+def feed(tokens: list[str], first_min_chars: int = 0) -> tuple[list[tuple[int, str]], list[str]]:
     """Return (token index at which each sentence was released, flushed rest)."""
-    chunker = SentenceChunker()
+    chunker = SentenceChunker(first_min_chars=first_min_chars)
     released: list[tuple[int, str]] = []
     for i, token in enumerate(tokens):
         released += [(i, s) for s in chunker.push(token)]
@@ -58,3 +58,28 @@ def test_run_on_sentence_is_split_at_a_comma() -> None:
 def test_newlines_separate_items() -> None:
     released, rest = feed(["First item\n", "Second item\n", "Third"])
     assert [s for _, s in released] == ["First item", "Second item"] and rest == ["Third"]
+
+
+def test_a_long_first_sentence_releases_its_first_clause() -> None:
+    tokens = [
+        "Sure,",
+        " here is",
+        " the chart",
+        " you asked for,",
+        " showing",
+        " sales",
+        " by month.",
+    ]
+    released, _ = feed(tokens, first_min_chars=20)
+    assert released == [
+        (4, "Sure, here is the chart you asked for,"),
+        (6, "showing sales by month."),
+    ]
+
+
+def test_only_the_first_chunk_is_cut_at_a_clause() -> None:
+    tokens = ["Yes.", " Then, later on,", " we will see, maybe", " tomorrow."]
+    released, _ = feed(tokens, first_min_chars=5)
+    assert [s for _, s in released] == ["Yes.", "Then, later on, we will see, maybe tomorrow."]
+    released, _ = feed(["It costs 1,000 dollars", " in total. Ok"], first_min_chars=5)
+    assert [s for _, s in released] == ["It costs 1,000 dollars in total."]

@@ -115,3 +115,15 @@ async def test_fast_whisper_window_still_transcribes(speaker: Speaker) -> None:
     runner.shutdown()
     assert "bar chart" in transcript.text.lower() and transcript.usage.audio_seconds > 1
     assert _looks_degenerate("Hello? " * 20) and not _looks_degenerate(transcript.text)
+
+
+async def test_short_first_word_is_not_clipped_by_vad(
+    model_server: RunningServer, speaker: Speaker
+) -> None:
+    client = await Client.connect(model_server.ws_url)
+    speech = speaker.say("Book a table for two in London tomorrow.")
+    await client.stream_audio(silence(600) + speech + silence(900), realtime=False)
+    result = await client.collect(timeout=60)
+    text = result.first("stt_complete").text.lower()  # type: ignore[union-attr]
+    assert text.startswith("book"), text
+    await client.close()

@@ -108,9 +108,9 @@ class Client:
     async def send_json(self, payload: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(payload))
 
-    def mark(self) -> float:
-        """Make 'now' the reference time for arrival times (end of the user's input)."""
-        self._ref_time = time.perf_counter()
+    def mark(self, at: float | None = None) -> float:
+        """Set the reference time for arrival times (end of the user's input); default now."""
+        self._ref_time = time.perf_counter() if at is None else at
         return self._ref_time
 
     async def stream_audio(

@@ -19,7 +19,8 @@ from voicewire.protocol import INPUT_SAMPLE_RATE
 
 FRAME_MS = 20
 FRAME_BYTES = INPUT_SAMPLE_RATE * FRAME_MS // 1000 * 2
-PREROLL_FRAMES = 15  # 300 ms kept before the detected onset: VAD onsets come late
+PREROLL_FRAMES = 25  # 500 ms kept before the detected onset: a short first word ("Book")
+# followed by a micro-pause resets the onset run, so detection can come well after it
 
 
 @dataclass(slots=True)

@@ -5,6 +5,10 @@ released the moment its end is unambiguous, not one token later: ``!`` and ``?``
 ``.`` ends it at once after a real word, but waits for the next character after a digit ("3.5"),
 a single letter ("e.g.") or a known abbreviation ("Dr."). Very long clauses are split at a comma
 so one run-on sentence cannot hold back the audio.
+
+The first chunk of a reply matters most: TTS time grows with its length, and the user is
+waiting. So until something has been released, a clause boundary (", " "; " ": ") after at least
+``first_min_chars`` characters releases the clause on its own.
 """
 
 from __future__ import annotations
@@ -53,13 +57,16 @@ ABBREVIATIONS = frozenset(
     ]
 )
 _CLOSERS = "\"')]}\u201d\u2019"
+_CLAUSE = re.compile(r"[,;:]\s")
 _WORD_BEFORE = re.compile(r"(\w+)[.]+[" + re.escape(_CLOSERS) + r"]*$")
 
 
 class SentenceChunker:
-    def __init__(self, max_chars: int = 240) -> None:
+    def __init__(self, max_chars: int = 240, first_min_chars: int = 20) -> None:
         self.max_chars = max_chars
+        self.first_min_chars = first_min_chars  # 0: no early first clause
         self._buf = ""
+        self._released = False
 
     def push(self, text: str) -> list[str]:
         """Add a token; return the sentences it completed (often none)."""
@@ -88,6 +95,11 @@ class SentenceChunker:
                 start = i + 1
             i += 1
         rest = buf[start:]
+        if not out and not self._released and self.first_min_chars:
+            clause = _CLAUSE.search(rest, self.first_min_chars)
+            if clause is not None:
+                out.append(rest[: clause.start() + 1].strip())
+                rest = rest[clause.end() :]
         if len(rest) > self.max_chars:
             cut = rest.rfind(", ", 0, self.max_chars)  # a clause boundary if there is one
             if cut <= 0:
@@ -96,7 +108,9 @@ class SentenceChunker:
                 out.append(rest[: cut + 1].strip())
                 rest = rest[cut + 1 :]
         self._buf = rest
-        return [s for s in out if s]
+        out = [s for s in out if s]
+        self._released = self._released or bool(out)
+        return out
 
     def flush(self) -> list[str]:
         """End of the reply: whatever is left is the last sentence."""

@@ -82,7 +82,17 @@ class Connection:
     # ------------------------------------------------------------------ sending (the Emitter)
 
     async def send(self, frame: ServerFrame) -> None:
-        """Stamp and send a frame; frames to a closed socket are dropped (the reader cleans up)."""
+        await self._send(frame, None)
+
+    async def send_audio(self, header: TtsChunk, pcm: bytes) -> None:
+        await self._send(header, pcm)
+
+    async def _send(self, frame: ServerFrame, pcm: bytes | None) -> None:
+        """Stamp and send a frame; frames to a closed socket are dropped (the reader cleans up).
+
+        ``seq`` is assigned under the lock that orders the socket writes, so wire order and
+        ``seq`` order agree whichever task sends.
+        """
         if self._closed:
             return
         frame.session_id = self.session.id
@@ -91,20 +101,10 @@ class Connection:
             self._seq += 1
             frame.seq = self._seq
             try:
-                await self.ws.send_text(frame.to_json())
-            except Exception:
-                self._closed = True
-
-    async def send_audio(self, header: TtsChunk, pcm: bytes) -> None:
-        if self._closed:
-            return
-        header.session_id = self.session.id
-        header.ts = now_ms()
-        async with self._send_lock:
-            self._seq += 1
-            header.seq = self._seq
-            try:
-                await self.ws.send_bytes(encode_audio_frame(header, pcm))
+                if pcm is None:
+                    await self.ws.send_text(frame.to_json())
+                else:
+                    await self.ws.send_bytes(encode_audio_frame(frame, pcm))  # type: ignore[arg-type]
             except Exception:
                 self._closed = True
 

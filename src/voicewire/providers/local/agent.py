@@ -76,8 +76,9 @@ SMALL_TALK: tuple[Rule, ...] = (
 )
 
 FALLBACK = (
-    "I heard: \"{text}\". I'm a simple offline agent, so I can't answer that yet. "
-    "Plug in a language model by configuration and I will."
+    "Sorry, I can't answer that yet. "
+    'You said: "{text}". I\'m a simple offline agent; '
+    "plug in a language model by configuration and I can do much more."
 )
 
 
