@@ -16,6 +16,7 @@ from voicewire.protocol import ServerFrame, TtsChunk
 from voicewire.providers.base import ProviderError, Providers, ToolCallRequest, ToolSpec
 from voicewire.providers.fake import FakeLLM, FakeLLMStep, FakeSTT, FakeTTS
 from voicewire.session import Session, UtteranceRecord
+from voicewire.tools import ToolOutput
 
 
 class Recorder:
@@ -171,9 +172,7 @@ class TwoTools:
         else:
             self.slow_release.set()  # the slow one can only end after the fast one
         self.finished.append(name)
-        if name == "boom":
-            raise ValueError("bad")
-        return {"tool": name, **arguments}
+        return ToolOutput({"tool": name, **arguments})
 
 
 async def test_tool_results_return_in_call_order_after_one_barrier() -> None:

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     # user does not speak again before the turn ends.
     speculative_stt_ms: int = Field(default=120, ge=0, le=5000)
 
+    # Tools: calls of one LLM step run concurrently, each bounded by this timeout.
+    tool_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    max_tool_rounds: int = Field(default=3, ge=0, le=20)
+
     # Output audio is sent in chunks of this duration.
     tts_chunk_ms: int = Field(default=100, ge=10, le=2000)
 

@@ -224,6 +224,26 @@ class ToolCallComplete(ServerFrame):
     duration_ms: float
 
 
+class VizStart(ServerFrame):
+    """A tool made a figure; ``visualization_data`` follows when its sentence is spoken."""
+
+    type: Literal["viz_start"] = "viz_start"
+
+
+class VisualizationData(ServerFrame):
+    """A Plotly figure (plotly.js JSON), placed at the start of the sentence that talks about it."""
+
+    type: Literal["visualization_data"] = "visualization_data"
+    call_id: str
+    figure: dict[str, Any]
+    offset_ms: float | None = None
+
+
+class VizComplete(ServerFrame):
+    type: Literal["viz_complete"] = "viz_complete"
+    count: int
+
+
 class TtsStart(ServerFrame):
     type: Literal["tts_start"] = "tts_start"
     sample_rate: int
@@ -305,6 +325,9 @@ SERVER_FRAME_CLASSES: tuple[type[ServerFrame], ...] = (
     LlmComplete,
     ToolCallStart,
     ToolCallComplete,
+    VizStart,
+    VisualizationData,
+    VizComplete,
     TtsStart,
     TtsChunk,
     TtsComplete,

@@ -17,6 +17,7 @@ from voicewire.providers.base import Message
 
 UtteranceStatus = Literal["queued", "running", "completed", "failed", "cancelled", "empty"]
 MAX_UTTERANCE_RECORDS = 100
+MAX_CHARTS = 50
 
 
 def new_id(prefix: str) -> str:
@@ -50,6 +51,7 @@ class UtteranceRecord:
 class Session:
     __slots__ = (
         "_history",
+        "charts",
         "connected",
         "created_at",
         "id",
@@ -67,21 +69,32 @@ class Session:
         self.connected = True
         self.turn_detection = turn_detection
         self.silence_ms = silence_ms
-        self._history: deque[Message] = deque(maxlen=2 * history_turns)
+        # a turn is its messages: user, assistant tool calls, tool results, assistant reply
+        self._history: deque[list[Message]] = deque(maxlen=history_turns)
         self.utterances: OrderedDict[str, UtteranceRecord] = OrderedDict()
         self.last_visualization: dict[str, Any] | None = None
+        self.charts: deque[dict[str, Any]] = deque(maxlen=MAX_CHARTS)
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
 
     def messages(self) -> list[Message]:
-        """The conversation so far (last N turns), for the LLM."""
-        return list(self._history)
+        """The conversation so far (last N turns, tool calls included), for the LLM."""
+        return [m for turn in self._history for m in turn]
 
-    def add_turn(self, user: str, assistant: str) -> None:
+    def add_turn(self, messages: list[Message]) -> None:
         if self._history.maxlen:
-            self._history.append({"role": "user", "content": user})
-            self._history.append({"role": "assistant", "content": assistant})
+            self._history.append(list(messages))
+
+    def add_visualization(self, utterance_id: str, call_id: str, figure: dict[str, Any]) -> None:
+        chart = {
+            "utterance_id": utterance_id,
+            "call_id": call_id,
+            "created_at": time.time(),
+            "figure": figure,
+        }
+        self.charts.append(chart)
+        self.last_visualization = chart
 
     def record(self, utterance: UtteranceRecord) -> None:
         self.utterances[utterance.id] = utterance
@@ -99,6 +112,7 @@ class Session:
             "history": self.messages(),
             "utterances": [u.to_json() for u in self.utterances.values()],
             "last_visualization": self.last_visualization,
+            "charts": len(self.charts),
         }
 
 

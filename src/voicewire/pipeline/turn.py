@@ -36,6 +36,9 @@ from voicewire.protocol import (
     TtsChunk,
     TtsComplete,
     TtsStart,
+    VisualizationData,
+    VizComplete,
+    VizStart,
 )
 from voicewire.providers.base import (
     Message,
@@ -49,6 +52,7 @@ from voicewire.providers.base import (
     UsageReport,
 )
 from voicewire.session import Session, UtteranceRecord
+from voicewire.tools.registry import ToolError, ToolOutput
 
 
 class Emitter(Protocol):
@@ -57,18 +61,29 @@ class Emitter(Protocol):
 
 
 class Tools(Protocol):
-    """What the turn needs of a tool registry."""
+    """What the turn needs of a tool registry (``voicewire.tools.ToolRegistry``)."""
 
     def specs(self) -> list[ToolSpec]: ...
-    async def call(self, name: str, arguments: dict[str, Any]) -> Any: ...
+    async def call(self, name: str, arguments: dict[str, Any]) -> ToolOutput: ...
 
 
 class NoTools:
     def specs(self) -> list[ToolSpec]:
         return []
 
-    async def call(self, name: str, arguments: dict[str, Any]) -> Any:
-        raise KeyError(f"unknown tool {name!r}")
+    async def call(self, name: str, arguments: dict[str, Any]) -> ToolOutput:
+        raise ToolError(f"unknown tool {name!r}: this server has no tools")
+
+
+@dataclass(slots=True)
+class Figure:
+    call_id: str
+    figure: dict[str, Any]
+
+
+# What the speaker task receives: a sentence to say (or None: figures only) with the figures
+# that belong to it; a bare None ends the reply.
+Speech = tuple[str | None, list[Figure]]
 
 
 @dataclass(slots=True)
@@ -126,7 +141,10 @@ class Turn:
         self.timings = StageTimings()
         self.usage = TurnUsage()
         self.status = "completed"
-        self._sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        self._sentences: asyncio.Queue[Speech | None] = asyncio.Queue()
+        self._figures: list[Figure] = []  # made by tools, waiting for the sentence about them
+        self._figures_sent = 0
+        self._messages: list[Message] = []  # this turn, OpenAI-shaped, for the history
         self._first_sentence_at: float | None = None
         self._tts_failed = False
         self._chunks = 0  # audio chunks sent
@@ -151,8 +169,8 @@ class Turn:
                 with contextlib.suppress(asyncio.CancelledError):
                     await speaker
         record.reply = reply
-        if reply:
-            self.session.add_turn(text, reply)
+        if reply or len(self._messages) > 1:
+            self.session.add_turn(self._messages)
         return self._finish()
 
     def _finish(self) -> str:
@@ -196,7 +214,8 @@ class Turn:
     # ------------------------------------------------------------------ LLM and tools
 
     async def _think(self, user_text: str) -> str:
-        messages: list[Message] = [*self.session.messages(), {"role": "user", "content": user_text}]
+        self._messages = [{"role": "user", "content": user_text}]
+        history = self.session.messages()
         specs = self.tools.specs()
         chunker = SentenceChunker()
         reply: list[str] = []
@@ -207,7 +226,7 @@ class Turn:
                 calls: list[ToolCallRequest] = []
                 step_text: list[str] = []
                 offer = specs if _round < self.cfg.max_tool_rounds else []
-                async for event in self.p.llm.stream(messages, offer):
+                async for event in self.p.llm.stream([*history, *self._messages], offer):
                     if isinstance(event, TextDelta):
                         if self.timings.llm_ttft_ms is None:
                             self.timings.llm_ttft_ms = _ms(start)
@@ -221,14 +240,22 @@ class Turn:
                     elif isinstance(event, UsageReport):
                         _add_usage(self.usage.llm, event.usage)
                 if not calls:
+                    if step_text:
+                        self._messages.append({"role": "assistant", "content": "".join(step_text)})
                     break
-                messages += await self._run_tools(calls, "".join(step_text))
+                for sentence in chunker.flush():  # say what came before the tools now
+                    self._queue_sentence(sentence)
+                self._messages += await self._run_tools(calls, "".join(step_text))
         except Exception as exc:  # the LLM failed: keep what was said, report the rest
             self.status = "failed"
             await self._fail(ErrorCode.LLM_FAILED, "llm", _reason(exc))
+            if step_text:
+                self._messages.append({"role": "assistant", "content": "".join(step_text)})
         self.timings.llm_ms = _ms(start)
         for sentence in chunker.flush():
             self._queue_sentence(sentence)
+        if self._figures:  # no sentence came after them: show them where the reply stands
+            self._sentences.put_nowait((None, self._take_figures()))
         text = "".join(reply).strip()
         await self.out.send(LlmComplete(utterance_id=self.uid, text=text))
         return text
@@ -268,10 +295,15 @@ class Turn:
         error: str | None = None
         try:
             async with asyncio.timeout(self.cfg.tool_timeout_s):
-                result = await self.tools.call(call.name, call.arguments)
+                output = await self.tools.call(call.name, call.arguments)
+            result = output.result
+            if output.figure is not None:
+                await self._add_figure(Figure(call.call_id, output.figure))
         except TimeoutError:
             error = f"timed out after {self.cfg.tool_timeout_s:g} s"
-        except Exception as exc:
+        except ToolError as exc:
+            error = str(exc)
+        except Exception as exc:  # a broken tool is that call's error, never the turn's
             error = _reason(exc)
         await self.out.send(
             ToolCallComplete(
@@ -288,18 +320,34 @@ class Turn:
 
     # ------------------------------------------------------------------ TTS
 
+    async def _add_figure(self, figure: Figure) -> None:
+        if not self._figures and not self._figures_sent:
+            await self.out.send(VizStart(utterance_id=self.uid))
+        self._figures.append(figure)
+        self.session.add_visualization(self.uid, figure.call_id, figure.figure)
+
+    def _take_figures(self) -> list[Figure]:
+        figures, self._figures = self._figures, []
+        self._figures_sent += len(figures)
+        return figures
+
     def _queue_sentence(self, sentence: str) -> None:
+        """Queue a sentence for speech; figures made since the last one are about it."""
         if self._first_sentence_at is None:
             self._first_sentence_at = time.perf_counter()
-        self._sentences.put_nowait(sentence)
+        self._sentences.put_nowait((sentence, self._take_figures()))
 
     async def _speak(self) -> None:
         """Turn sentences into audio chunks as they come; place each on the reply timeline."""
         rate = self.p.tts.sample_rate
         chunk_bytes = max(2, rate * self.cfg.tts_chunk_ms // 1000 * 2)
-        while (sentence := await self._sentences.get()) is not None:
-            if self._tts_failed:
-                await self.out.send(AssistantText(utterance_id=self.uid, text=sentence))
+        while (item := await self._sentences.get()) is not None:
+            sentence, figures = item
+            if sentence is None or self._tts_failed:
+                offset = None if self._tts_failed else self._offset_ms(rate)
+                if sentence is not None:
+                    await self.out.send(AssistantText(utterance_id=self.uid, text=sentence))
+                await self._show(figures, offset)
                 continue
             caption: str | None = sentence  # sent with the sentence's first chunk
             pending = b""
@@ -308,12 +356,12 @@ class Turn:
                     pending += pcm
                     full = len(pending) - len(pending) % chunk_bytes
                     for i in range(0, full, chunk_bytes):
-                        await self._play(caption, pending[i : i + chunk_bytes], rate)
+                        await self._play(caption, figures, pending[i : i + chunk_bytes], rate)
                         caption = None
                     pending = pending[full:]
                 tail = pending[: len(pending) - len(pending) % 2]
                 if tail:
-                    await self._play(caption, tail, rate)
+                    await self._play(caption, figures, tail, rate)
                     caption = None
             except Exception as exc:
                 self._tts_failed = True
@@ -325,14 +373,27 @@ class Turn:
                 await self.out.send(
                     AssistantText(utterance_id=self.uid, text=caption, offset_ms=offset)
                 )
+                await self._show(figures, offset)
         if self._chunks:
             await self.out.send(TtsComplete(utterance_id=self.uid, audio_ms=self._offset_ms(rate)))
+        if self._figures_sent:
+            await self.out.send(VizComplete(utterance_id=self.uid, count=self._figures_sent))
+
+    async def _show(self, figures: list[Figure], offset_ms: float | None) -> None:
+        for f in figures:
+            await self.out.send(
+                VisualizationData(
+                    utterance_id=self.uid, call_id=f.call_id, figure=f.figure, offset_ms=offset_ms
+                )
+            )
 
     def _offset_ms(self, rate: int) -> float:
         return round(self._samples_out * 1000 / rate, 2)
 
-    async def _play(self, caption: str | None, pcm: bytes, rate: int) -> None:
-        """Send one audio chunk, preceded by tts_start (first chunk) and its sentence's text."""
+    async def _play(
+        self, caption: str | None, figures: list[Figure], pcm: bytes, rate: int
+    ) -> None:
+        """Send one audio chunk; before a sentence's first chunk, its text and its figures."""
         if self._chunks == 0:
             await self.out.send(TtsStart(utterance_id=self.uid, sample_rate=rate))
         offset_ms = self._offset_ms(rate)
@@ -340,6 +401,7 @@ class Turn:
             await self.out.send(
                 AssistantText(utterance_id=self.uid, text=caption, offset_ms=offset_ms)
             )
+            await self._show(figures, offset_ms)
         samples = len(pcm) // 2
         header = TtsChunk(
             utterance_id=self.uid,

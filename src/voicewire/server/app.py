@@ -13,7 +13,7 @@ from voicewire.config import Settings
 from voicewire.pipeline.turn import Tools
 from voicewire.providers import validate
 from voicewire.providers.base import Providers
-from voicewire.server import rest
+from voicewire.server import rest, viz
 from voicewire.server.connection import Connection
 from voicewire.server.runtime import ProviderFactory, Runtime
 
@@ -51,6 +51,7 @@ def create_app(
     )
     app.state.runtime = runtime
     app.include_router(rest.router)
+    app.include_router(viz.router)
 
     @app.websocket("/ws/multimodal")
     async def multimodal(ws: WebSocket) -> None:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from voicewire.config import Settings
 from voicewire.metrics import TurnMetrics
@@ -19,6 +19,7 @@ from voicewire.providers import build_providers
 from voicewire.providers.base import Providers, Usage
 from voicewire.providers.runner import ModelRunner
 from voicewire.session import SessionStore
+from voicewire.tools import default_tools, warm_tools
 
 if TYPE_CHECKING:
     from voicewire.pipeline.turn import Turn, TurnRequest
@@ -43,11 +44,15 @@ class Runtime:
             providers if callable(providers) else build_providers  # type: ignore[assignment]
         )
         self.providers: Providers | None = providers if isinstance(providers, Providers) else None
-        self.tools = tools
+        self.tools: Tools = tools if tools is not None else default_tools(self.server_stats)
         self.store = SessionStore()
         self.metrics = TurnMetrics()
         self.connections: dict[str, Connection] = {}
-        self.turn_config = TurnConfig(tts_chunk_ms=settings.tts_chunk_ms)
+        self.turn_config = TurnConfig(
+            tts_chunk_ms=settings.tts_chunk_ms,
+            max_tool_rounds=settings.max_tool_rounds,
+            tool_timeout_s=settings.tool_timeout_s,
+        )
         self.loaded = asyncio.Event()  # set when start() has finished, ready or failed
         self.status: Status = "starting"
         self.error: str | None = None
@@ -64,6 +69,7 @@ class Runtime:
             if self.providers is None:
                 self.providers = await asyncio.to_thread(self._factory, self.settings, self.runner)
             if self.settings.warmup:
+                await asyncio.to_thread(warm_tools)
                 await self._warm_up(self.providers)
         except Exception as exc:
             self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"
@@ -87,6 +93,19 @@ class Runtime:
         async for _ in providers.llm.stream([{"role": "user", "content": "hello"}], []):
             pass
         log.info("warm-up took %.0f ms", (time.perf_counter() - start) * 1000)
+
+    def server_stats(self) -> dict[str, Any]:
+        """The server's own live figures, for the ``get_realtime_data`` tool."""
+        ttfa = self.metrics.stages["ttfa_ms"].summary()
+        return {
+            "sessions": {
+                "value": self.store.connected(),
+                "unit": "sessions",
+                "known": len(self.store),
+                "turns": sum(self.metrics.turns.values()),
+            },
+            "latency": {"value": ttfa.get("p50"), "unit": "ms", "ttfa_ms": ttfa},
+        }
 
     def on_turn(self, session: Session, request: TurnRequest, turn: Turn) -> None:
         """Hook called after every utterance (cost accounting attaches here)."""
