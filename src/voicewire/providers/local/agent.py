@@ -1,20 +1,32 @@
 """The offline default "LLM": a deterministic rule-based agent behind the real LLM interface.
 
 No language model small enough to ship on PyPI can hold a conversation, so the offline default
-is honest about what it is: rules in one table, a reply streamed token by token through the same
-``LLM.stream`` interface (and tool-call events) a real model uses. ``/health`` and ``init`` name
-it ``local:rules-agent``. Swap in a real LLM by configuration.
+is honest about what it is: rules in tables, a reply streamed token by token through the same
+``LLM.stream`` interface a real model uses, and real tool calls (``routing.py`` decides which)
+whose results it then puts into words. ``/health`` and ``init`` name it ``local:rules-agent``.
+Swap in a real LLM by configuration.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from voicewire.providers.base import LLMEvent, Message, TextDelta, ToolSpec, Usage, UsageReport
+from voicewire.providers.base import (
+    LLMEvent,
+    Message,
+    TextDelta,
+    ToolCallRequest,
+    ToolSpec,
+    Usage,
+    UsageReport,
+)
+from voicewire.providers.local.routing import plan
 
 _TOKEN = re.compile(r"\S+\s*")
 
@@ -58,8 +70,8 @@ SMALL_TALK: tuple[Rule, ...] = (
     _rule(
         "capabilities",
         r"\bwhat can you do\b|\bhelp me\b|\bwhat do you do\b|^help\b",
-        "I can chat and tell you the time or the date. "
-        "Connect a real language model in the settings and I can do much more.",
+        "I can draw charts from numbers you tell me, read the sentiment of a text, "
+        "and check this server's CPU, memory or sessions, or a simulated stock price.",
     ),
     _rule(
         "joke",
@@ -93,31 +105,152 @@ def reply_for(text: str, now: datetime | None = None) -> tuple[str, str]:
     return "fallback", FALLBACK.format(text=text.strip().rstrip(".?!"))
 
 
-def last_user_text(messages: list[Message]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user" and isinstance(message.get("content"), str):
-            return message["content"]
-    return ""
+def split_turn(messages: list[Message]) -> tuple[list[Message], str, list[Message]]:
+    """(history before the last user message, its text, this turn's tool steps after it)."""
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        if m.get("role") == "user" and isinstance(m.get("content"), str):
+            return messages[:i], m["content"], messages[i + 1 :]
+    return messages, "", []
+
+
+def tool_results(steps: list[Message]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(name, arguments, result or {"error": ...}) for each call of this turn, in call order."""
+    results = {m["tool_call_id"]: m["content"] for m in steps if m.get("role") == "tool"}
+    out = []
+    for message in steps:
+        for call in message.get("tool_calls") or []:
+            fn = call["function"]
+            content = results.get(call["id"], '{"error": "no result"}')
+            try:
+                result = json.loads(content)
+            except ValueError:
+                result = {"error": content}
+            out.append((fn["name"], json.loads(fn["arguments"]), result))
+    return out
+
+
+# ----------------------------------------------------------------------------- replies
+
+
+def _n(value: Any) -> str:
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.2f}".rstrip("0").rstrip(".")
+    return f"{value:,.0f}" if isinstance(value, int | float) else str(value)
+
+
+def _realtime_sentence(r: dict[str, Any]) -> str:
+    metric, value = r.get("metric"), r.get("value")
+    sentences = {
+        "cpu": lambda: f"CPU usage on this server is {_n(value)} percent.",
+        "memory": lambda: (
+            f"Memory use is {_n(value)} percent, "
+            f"{_n(r.get('used_mb'))} of {_n(r.get('total_mb'))} megabytes."
+        ),
+        "disk": lambda: (
+            f"The disk is {_n(value)} percent full, "
+            f"{_n(r.get('used_gb'))} of {_n(r.get('total_gb'))} gigabytes."
+        ),
+        "network": lambda: (
+            f"This host has sent {_n(r.get('sent_mb'))} and received "
+            f"{_n(r.get('received_mb'))} megabytes."
+        ),
+        "sessions": lambda: (
+            f"There {'is' if value == 1 else 'are'} {_n(value)} connected "
+            f"session{'' if value == 1 else 's'}, and {_n(r.get('turns', 0))} turns so far."
+        ),
+        "latency": lambda: (
+            "No turns have been timed yet."
+            if value is None
+            else f"The median time to first audio is {_n(value)} milliseconds."
+        ),
+        "stock": lambda: (
+            f"The simulated price of {r.get('symbol')} is {_n(value)} dollars. "
+            "That is simulated data, not a real quote."
+        ),
+        "temperature": lambda: (
+            f"The simulated temperature in {r.get('location')} is "
+            f"{_n(value)} degrees Celsius. That is simulated data, not a real reading."
+        ),
+    }
+    make = sentences.get(str(metric))
+    return make() if make else f"The {metric} reading is {_n(value)}."
+
+
+def _reply_sentence(name: str, args: dict[str, Any], result: dict[str, Any]) -> str:
+    if "error" in result and len(result) == 1:
+        what = {"generate_chart": "draw that chart", "analyze_sentiment": "score that text"}
+        return f"Sorry, I couldn't {what.get(name, 'get that')}: {result['error']}."
+    if name == "generate_chart":
+        title = f" of {result['title']}" if result.get("title") else ""
+        return f"Here's the {result['chart_type']} chart{title}. {result['summary']}"
+    if name == "analyze_sentiment":
+        return (
+            f"That sounds {result['label']}, with a compound score of "
+            f"{result['compound']:+.2f} on a scale from minus one to one."
+        )
+    return _realtime_sentence(result)
+
+
+NEED_DATA = (
+    "Sure, what should I chart? Tell me labels and values, "
+    "for example: January 120, February 150, March 90."
+)
+
+
+# ----------------------------------------------------------------------------- the agent
 
 
 class RulesAgent:
-    """Deterministic offline agent; streams its reply one token at a time."""
+    """Deterministic offline agent: routes requests to tools, speaks from their results."""
 
     name = "local:rules-agent"
+
+    def __init__(self) -> None:
+        self._ids = 0
+
+    def _call(self, name: str, args: dict[str, Any]) -> ToolCallRequest:
+        self._ids += 1
+        return ToolCallRequest(f"call_{self._ids}", name, args)
 
     async def stream(
         self, messages: list[Message], tools: list[ToolSpec]
     ) -> AsyncIterator[LLMEvent]:
         start = time.process_time()
-        _, reply = reply_for(last_user_text(messages))
+        history, text, steps = split_turn(messages)
+        offered = {t.name for t in tools}
+        route = plan(text, history)
+        calls: list[ToolCallRequest] = []
+        if not steps:  # first step: decide what to call
+            if route.calls and all(name in offered for name, _ in route.calls):
+                calls = [self._call(name, args) for name, args in route.calls]
+                reply = ""
+            elif route.need_data:
+                reply = NEED_DATA
+            else:
+                reply = reply_for(text)[1]
+        else:  # tools have answered: speak from their results, or chart fetched data
+            done = tool_results(steps)
+            reply = " ".join(_reply_sentence(*d) for d in done)
+            charted = any(name == "generate_chart" for name, _, _ in done)
+            series = next((r["series"] for _, _, r in done if "series" in r), None)
+            if route.chart_after and not charted and series and "generate_chart" in offered:
+                title = " ".join(
+                    str(x) for x in (done[0][2].get("symbol") or done[0][2].get("location"),
+                                     done[0][2].get("metric")) if x
+                ).title()  # fmt: skip
+                chart = {"chart_type": route.chart_after, "title": title, **series}
+                calls = [self._call("generate_chart", chart)]
         tokens = _TOKEN.findall(reply)
         for token in tokens:
             yield TextDelta(token)
+        for call in calls:
+            yield call
         prompt_words = sum(len(str(m.get("content") or "").split()) for m in messages)
         yield UsageReport(
             Usage(
                 input_tokens=prompt_words,
-                output_tokens=len(tokens),
+                output_tokens=len(tokens) + 10 * len(calls),
                 cpu_seconds=time.process_time() - start,
             )
         )

@@ -1,0 +1,317 @@
+"""Tool routing for the offline agent: what a spoken request asks for, as real tool calls.
+
+Rules live in data (``METRICS``, ``CHART_TYPES``, ``TICKERS`` and the patterns below) and the
+planner reads them; there is no chain of ifs per phrasing. It copes with how people speak and
+how Whisper writes it: numbers as words ("one hundred and twenty"), commas and colons anywhere,
+"plot X against Y", follow-ups ("make that a pie chart") from the tool calls in the history.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from word2number import w2n
+
+from voicewire.providers.base import Message
+
+# ----------------------------------------------------------------------------- rule tables
+
+CHART_WORDS = re.compile(
+    r"\b(chart|graph|plot|plotted|visuali[sz]e|diagram|histogram|pie|bars?|trend)\b", re.I
+)
+# first matching chart type wins; "against"/"versus" mean x-y data
+CHART_TYPES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("pie", re.compile(r"\b(pie|donut|doughnut|proportions?|shares? of|breakdown)\b", re.I)),
+    ("scatter", re.compile(r"\b(scatter|against|versus|vs\.?|correlat\w*)\b", re.I)),
+    ("line", re.compile(r"\b(line|trend|over time|timeline|over the (last|past)|history)\b", re.I)),
+    ("bar", re.compile(r"\b(bar|bars|column|histogram|compare|comparison)\b", re.I)),
+)
+FOLLOW_UP = re.compile(
+    r"\b(that|it|this|same|previous|last one|instead|again|now as|now a)\b", re.I
+)
+SENTIMENT = re.compile(
+    r"\b(sentiment|tone|mood)\b|\bhow does (?:this|that|it)(?: \w+)? sound\b"
+    r"|\b(?:is (?:this|that|it) )?positive or negative\b|\bhow (?:positive|negative) is\b",
+    re.I,
+)
+# what stands between "sentiment" and the text: "of this review:", "analysis on the sentence,"
+SENTIMENT_LEAD = re.compile(
+    r"^(?:[\s:?,.!\"']|\b(?:of|in|for|on|about|analysis|score|to you|to me|like)\b)*"
+    r"(?:(?:(?:this|the following|the|my|that|these)\s+)?"  # a determiner only with its noun
+    r"(?:text|sentences?|review|message|comment|phrase|line|quote|words)\b)?[\s:?,.!\"']*",
+    re.I,
+)
+HOST_QUESTION = re.compile(
+    r"\b(usage|use|used|load|how much|current|currently|level|status|free|utili[sz]ation|what|"
+    r"show|check|tell|give)\b",
+    re.I,
+)
+# metric -> pattern; host metrics also need a question word (HOST_QUESTION)
+METRICS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("cpu", re.compile(r"\b(cpu|c\.? ?p\.? ?u\.?|processor|compute load)\b", re.I)),
+    ("memory", re.compile(r"\b(memory|ram)\b", re.I)),
+    ("disk", re.compile(r"\b(disk|storage|drive space)\b", re.I)),
+    ("network", re.compile(r"\b(network|bandwidth|traffic)\b", re.I)),
+    (
+        "sessions",
+        re.compile(
+            r"\b(sessions?|connections?|users?|people)\b.*\b(connected|online|active)\b"
+            r"|\bhow many (sessions|connections|users|people)\b",
+            re.I,
+        ),
+    ),
+    (
+        "latency",
+        re.compile(r"\b(latency|response times?|time to first audio|how fast are you)\b", re.I),
+    ),
+    ("stock", re.compile(r"\b(stocks?|share price|shares|ticker|trading at|stock price)\b", re.I)),
+    ("temperature", re.compile(r"\b(temperature|how (hot|cold|warm) is it|weather)\b", re.I)),
+)
+HOST_METRICS = {"cpu", "memory", "disk", "network"}
+TICKERS = {
+    "apple": "AAPL", "microsoft": "MSFT", "google": "GOOGL", "alphabet": "GOOGL",
+    "amazon": "AMZN", "tesla": "TSLA", "nvidia": "NVDA", "meta": "META", "facebook": "META",
+    "netflix": "NFLX", "intel": "INTC", "ibm": "IBM", "oracle": "ORCL",
+}  # fmt: skip
+STOP = {
+    "a", "an", "and", "the", "of", "for", "with", "in", "on", "to", "by", "per", "me", "show",
+    "make", "draw", "plot", "chart", "graph", "bar", "pie", "line", "scatter", "please", "is",
+    "was", "were", "at", "had", "has", "then", "also", "data", "values", "sales",
+}  # fmt: skip
+NUMBER_WORDS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+    "thirty",
+    "forty",
+    "fifty",
+    "sixty",
+    "seventy",
+    "eighty",
+    "ninety",
+    "hundred",
+    "thousand",
+    "million",
+    "billion",
+    "point",
+]
+_NUMBER_RUN = re.compile(
+    r"\b(?:"
+    + "|".join(NUMBER_WORDS)
+    + r")(?:(?:\s+|-)(?:and\s+)?(?:"
+    + "|".join(NUMBER_WORDS)
+    + r"))*\b",
+    re.I,
+)
+_NUMBER = r"(?<![A-Za-z\d.])-?\d[\d,]*(?:\.\d+)?"  # not inside "q1" or "mp3"
+# items split at "," (not a thousands separator: "1,200"), ";", "and", ". ", "then"
+_ITEM_SPLIT = re.compile(r",(?!\d{3}(?!\d))\s*|;\s*|\s+and\s+|\.\s+|\s+then\s+", re.I)
+_LOCATION = re.compile(r"\b(?:in|at|for)\s+((?:[A-Z][\w'-]+)(?:\s+[A-Z][\w'-]+)*)")
+_TITLE = re.compile(
+    r"\b(?:chart|graph|plot|diagram)\s+(?:of|for|showing|with)\s+(?:the\s+|my\s+|our\s+)?"
+    r"([a-z][a-z ]{1,40}?)(?=\s*(?:[:,.]|\bfor\b|\bby\b|\bper\b|\bin\b|\bover\b|\bfrom\b|"
+    r"\bagainst\b|\d|$))",
+    re.I,
+)
+
+
+# ----------------------------------------------------------------------------- extraction
+
+
+def words_to_digits(text: str) -> str:
+    """'one hundred and twenty' -> '120' (word2number), leaving other words alone."""
+
+    def convert(match: re.Match[str]) -> str:
+        phrase = match.group(0)
+        try:
+            return str(w2n.word_to_num(phrase.replace("-", " ")))
+        except ValueError:
+            return phrase
+
+    return _NUMBER_RUN.sub(convert, text)
+
+
+def _num(text: str) -> float | int:
+    value = float(text.replace(",", ""))
+    return int(value) if value.is_integer() else value
+
+
+def extract_series(text: str) -> tuple[list[Any], list[float | int]]:
+    """Label/value pairs ("January 120, February 150") or x/y pairs ("150 50, 160 55")."""
+    data = text.split(":", 1)[1] if ":" in text else text
+    labels: list[Any] = []
+    values: list[float | int] = []
+    for item in _ITEM_SPLIT.split(data):
+        numbers = re.findall(_NUMBER, item)
+        if len(numbers) == 2 and not re.search(r"[A-Za-z]{2,}", item):
+            labels.append(_num(numbers[0]))  # an x, y pair
+            values.append(_num(numbers[1]))
+            continue
+        if not 1 <= len(numbers) <= 2:
+            continue
+        value_at = item.rfind(numbers[-1])
+        before = item[:value_at].rstrip()
+        if len(numbers) == 2:  # a label with a number in it: "week 2 260", "Q1 100"
+            number_label = re.search(
+                r"([A-Za-z][\w'&-]*\s*" + re.escape(numbers[0]) + r")\s*$", before
+            )
+            if number_label is None:
+                continue
+            labels.append(number_label.group(1).capitalize())
+            values.append(_num(numbers[1]))
+            continue
+        words = re.findall(r"[A-Za-z][\w'&-]*", before)
+        label: list[str] = []
+        for word in reversed(words):
+            if word.lower() in STOP or len(label) == 2:
+                break
+            label.insert(0, word)
+        if not label:  # "120 in January"
+            after = re.findall(r"[A-Za-z][\w'&-]*", item[item.find(numbers[0]) + len(numbers[0]) :])
+            label = [w for w in after if w.lower() not in STOP][:2]
+        if label:
+            labels.append(" ".join(label))
+            values.append(_num(numbers[0]))
+    return labels, values
+
+
+def chart_type(text: str, default: str = "bar") -> str:
+    for kind, pattern in CHART_TYPES:
+        if pattern.search(text):
+            return kind
+    return default
+
+
+def chart_title(text: str) -> str:
+    match = _TITLE.search(text)
+    return match.group(1).strip().title() if match else ""
+
+
+def metric_calls(text: str) -> list[dict[str, Any]]:
+    calls = []
+    for metric, pattern in METRICS:
+        if not pattern.search(text):
+            continue
+        if metric in HOST_METRICS and not HOST_QUESTION.search(text):
+            continue
+        args: dict[str, Any] = {"metric": metric}
+        if metric == "stock":
+            args["symbol"] = stock_symbol(text)
+        elif metric == "temperature":
+            loc = _LOCATION.search(text)
+            args["location"] = loc.group(1) if loc else "here"
+        calls.append(args)
+    if any(c["metric"] == "stock" for c in calls):  # "shares" is not a disk question
+        calls = [c for c in calls if c["metric"] not in HOST_METRICS]
+    return calls
+
+
+def stock_symbol(text: str) -> str:
+    for name, ticker in TICKERS.items():
+        if re.search(rf"\b{name}\b", text, re.I):
+            return ticker
+    upper = re.search(r"\b([A-Z]{2,5})\b", text)
+    if upper and upper.group(1) not in {"CPU", "RAM", "OK"}:
+        return upper.group(1)
+    named = re.search(r"\b(?:of|for)\s+([A-Z][\w-]+)", text)
+    return named.group(1).upper() if named else "ACME"
+
+
+def sentiment_text(text: str, match: re.Match[str], history: list[Message]) -> str:
+    rest = text[match.end() :]
+    quoted = re.search(r"[:?]\s*(.+)", rest)  # "what tone does this have? <the text>"
+    if quoted and len(quoted.group(1).split()) >= 2:
+        rest = quoted.group(1)
+    rest = SENTIMENT_LEAD.sub("", rest, count=1).strip().strip("\"'")
+    if len(rest.split()) >= 2:
+        return rest
+    before = text[: match.start()].strip(" :,")
+    if ":" in before:
+        return before.split(":", 1)[1].strip()
+    previous = [m["content"] for m in history if m.get("role") == "user"]
+    return previous[-1] if previous else ""
+
+
+def last_chart_args(history: list[Message]) -> dict[str, Any] | None:
+    for message in reversed(history):
+        for call in reversed(message.get("tool_calls") or []):
+            if call["function"]["name"] == "generate_chart":
+                return json.loads(call["function"]["arguments"])
+    return None
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+@dataclass(slots=True)
+class Plan:
+    """What to call now, and whether a chart should follow data that a call fetches."""
+
+    calls: list[tuple[str, dict[str, Any]]]
+    chart_after: str | None = None  # chart type to draw from a fetched series
+    need_data: bool = False  # a chart was asked for, with nothing to draw
+
+
+def plan(text: str, history: list[Message]) -> Plan:
+    """The tool calls a request needs (several run in parallel), from the request alone."""
+    spoken = words_to_digits(text)
+    calls: list[tuple[str, dict[str, Any]]] = []
+    sentiment = SENTIMENT.search(spoken)
+    if sentiment:
+        target = sentiment_text(text, SENTIMENT.search(text) or sentiment, history)
+        if target:
+            calls.append(("analyze_sentiment", {"text": target}))
+        return Plan(calls)
+    wants_chart = bool(CHART_WORDS.search(spoken))
+    metrics = metric_calls(spoken)
+    if wants_chart:
+        labels, values = extract_series(spoken)
+        kind = chart_type(
+            spoken, "scatter" if labels and not any(isinstance(x, str) for x in labels) else "bar"
+        )
+        if len(values) >= 1 and labels:
+            args = {
+                "chart_type": kind,
+                "title": chart_title(spoken),
+                "labels": labels,
+                "values": values,
+            }
+            return Plan([("generate_chart", args)])
+        series_metrics = [m for m in metrics if m["metric"] in ("stock", "temperature")]
+        if series_metrics:
+            return Plan(
+                [("get_realtime_data", series_metrics[0])], chart_after=chart_type(spoken, "line")
+            )
+        previous = last_chart_args(history)
+        if previous is not None and (FOLLOW_UP.search(spoken) or chart_type(spoken, "")):
+            return Plan(
+                [
+                    (
+                        "generate_chart",
+                        {**previous, "chart_type": chart_type(spoken, previous["chart_type"])},
+                    )
+                ]
+            )
+        return Plan([], need_data=True)
+    return Plan([("get_realtime_data", m) for m in metrics])
