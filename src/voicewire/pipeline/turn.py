@@ -239,6 +239,8 @@ class Turn:
                         calls.append(event)
                     elif isinstance(event, UsageReport):
                         _add_usage(self.usage.llm, event.usage)
+                if calls and not offer:  # no tools were offered: a call now is not honoured
+                    calls = []
                 if not calls:
                     if step_text:
                         self._messages.append({"role": "assistant", "content": "".join(step_text)})

@@ -118,9 +118,10 @@ def summarize(args: ChartArgs) -> str:
     lo = min(range(len(ys)), key=ys.__getitem__)
     if kind == "pie":
         total = sum(ys) or 1.0
+        big, small = ys[hi] / total, ys[lo] / total
         return (
-            f"In {what}, {labels[hi]} has the largest share at {ys[hi] / total:.0%}, "
-            f"and {labels[lo]} the smallest at {ys[lo] / total:.0%}."
+            f"In {what}, {labels[hi]} has the largest share, {_fmt(ys[hi])} or {big:.0%}, "
+            f"and {labels[lo]} the smallest, {_fmt(ys[lo])} or {small:.0%}."
         )
     text = (
         f"In {what}, the highest is {labels[hi]} at {_fmt(ys[hi])}, "
