@@ -127,3 +127,66 @@ async def test_short_first_word_is_not_clipped_by_vad(
     text = result.first("stt_complete").text.lower()  # type: ignore[union-attr]
     assert text.startswith("book"), text
     await client.close()
+
+
+async def test_spoken_chart_request_then_follow_up(
+    model_server: RunningServer, speaker: Speaker
+) -> None:
+    client = await Client.connect(model_server.ws_url)
+    question = "Show me a bar chart of sales: January 120, February 150, March 90."
+    result = await client.say(speaker.say(question), realtime=False)
+    call = result.first("tool_call_start")
+    assert call is not None and call.name == "generate_chart", result.first("stt_complete")  # type: ignore[union-attr]
+    assert call.arguments["labels"] == ["January", "February", "March"]  # type: ignore[union-attr]
+    assert call.arguments["values"] == [120, 150, 90]  # type: ignore[union-attr]
+    viz = result.first("visualization_data")
+    assert viz is not None and viz.figure["data"][0]["type"] == "bar"  # type: ignore[union-attr]
+    assert "February" in result.first("llm_complete").text  # type: ignore[union-attr]
+    assert_spoken_reply(result, client.init.output_audio.sample_rate)
+
+    follow = await client.say(speaker.say("Make that a pie chart."), realtime=False)
+    call = follow.first("tool_call_start")
+    assert call is not None and call.arguments["chart_type"] == "pie"  # type: ignore[union-attr]
+    assert call.arguments["values"] == [120, 150, 90]  # type: ignore[union-attr]
+    assert follow.first("visualization_data").figure["data"][0]["type"] == "pie"  # type: ignore[union-attr]
+
+    async with httpx.AsyncClient(base_url=model_server.base) as http:
+        charts = (await http.get(f"/data-viz/{client.session_id}")).json()
+        page = await http.get(f"/data-viz/{client.session_id}", params={"format": "html"})
+        script = await http.get("/static/plotly.min.js")
+    assert [c["figure"]["data"][0]["type"] for c in charts["charts"]] == ["bar", "pie"]
+    assert charts["last_visualization"]["figure"]["data"][0]["type"] == "pie"
+    assert page.status_code == 200 and '<script src="/static/plotly.min.js">' in page.text
+    assert '"type":"pie"' in page.text.replace(" ", "")
+    assert script.status_code == 200 and "plotly" in script.text[:2000].lower()
+    await client.close()
+
+
+async def test_spoken_sentiment_and_live_data(
+    model_server: RunningServer, speaker: Speaker
+) -> None:
+    client = await Client.connect(model_server.ws_url)
+    said = "What is the sentiment of this review: I absolutely love this phone."
+    result = await client.say(speaker.say(said), realtime=False)
+    done = result.first("tool_call_complete")
+    assert done is not None and done.name == "analyze_sentiment", result.first("stt_complete")  # type: ignore[union-attr]
+    assert done.result["label"] == "positive"  # type: ignore[union-attr]
+    assert "positive" in result.first("llm_complete").text  # type: ignore[union-attr]
+
+    await client.send_json({"type": "session_update", "turn_detection": "server_vad"})
+    await client.expect("ack")
+    await client.stream_audio(
+        speaker.say("How much memory are you using?") + silence(800), realtime=False
+    )
+    live = await client.collect(timeout=60)
+    done = live.first("tool_call_complete")
+    assert done is not None and done.result["metric"] == "memory", live.first("stt_complete")  # type: ignore[union-attr]
+    assert "Memory use is" in live.first("llm_complete").text  # type: ignore[union-attr]
+    assert_spoken_reply(live, client.init.output_audio.sample_rate)
+    await client.close()
+
+
+async def test_data_viz_unknown_session(model_server: RunningServer) -> None:
+    async with httpx.AsyncClient(base_url=model_server.base) as http:
+        assert (await http.get("/data-viz/s_nope")).status_code == 404
+        assert (await http.get("/data-viz/s_nope", params={"format": "html"})).status_code == 404

@@ -112,20 +112,19 @@ def _fmt(v: float) -> str:
 
 def summarize(args: ChartArgs) -> str:
     kind, labels, series = normalize(args)
-    name, ys = series[0]
-    what = args.title or name or "the data"
+    _, ys = series[0]
     hi = max(range(len(ys)), key=ys.__getitem__)
     lo = min(range(len(ys)), key=ys.__getitem__)
     if kind == "pie":
         total = sum(ys) or 1.0
         big, small = ys[hi] / total, ys[lo] / total
         return (
-            f"In {what}, {labels[hi]} has the largest share, {_fmt(ys[hi])} or {big:.0%}, "
+            f"{labels[hi]} has the largest share, {_fmt(ys[hi])} or {big:.0%}, "
             f"and {labels[lo]} the smallest, {_fmt(ys[lo])} or {small:.0%}."
         )
     text = (
-        f"In {what}, the highest is {labels[hi]} at {_fmt(ys[hi])}, "
-        f"and the lowest is {labels[lo]} at {_fmt(ys[lo])}."
+        f"{labels[hi]} is the highest at {_fmt(ys[hi])}, "
+        f"and {labels[lo]} the lowest at {_fmt(ys[lo])}."
     )
     if kind == "line" and len(ys) > 1 and ys[0]:
         change = (ys[-1] - ys[0]) / abs(ys[0])
