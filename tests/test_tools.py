@@ -219,3 +219,35 @@ async def test_chart_is_placed_where_the_sentence_about_it_starts() -> None:
     assert session.last_visualization is not None and len(session.charts) == 1
     history = session.messages()
     assert [m["role"] for m in history] == ["user", "assistant", "tool", "assistant"]
+
+
+async def run_agent(text: str) -> tuple[Any, Any]:
+    from voicewire.providers.local.agent import RulesAgent
+
+    turn, rec, _ = make_turn(RulesAgent(), tools=default_tools(stats))  # type: ignore[arg-type]
+    turn.req.text = text
+    assert await turn.run() == "completed"
+    return turn, rec
+
+
+async def test_agent_fetches_a_simulated_series_then_charts_it() -> None:
+    _, rec = await run_agent("Plot the temperature in Berlin over the last week.")
+    names = [f.name for f in rec.of("tool_call_start")]
+    assert names == ["get_realtime_data", "generate_chart"]
+    fetched = rec.of("tool_call_complete")[0].result
+    chart = rec.of("tool_call_start")[1].arguments
+    assert chart["chart_type"] == "line" and chart["values"] == fetched["series"]["values"]
+    assert rec.of("visualization_data")[0].figure["data"][0]["type"] == "scatter"  # plotly line
+    assert "simulated" in rec.of("llm_complete")[0].text
+
+
+async def test_agent_asks_two_things_at_once() -> None:
+    _, rec = await run_agent("What's the CPU and memory usage right now?")
+    starts = rec.of("tool_call_start")
+    assert [s.arguments["metric"] for s in starts] == ["cpu", "memory"]
+    types = rec.types()
+    assert types.index("tool_call_start", types.index("tool_call_start") + 1) < types.index(
+        "tool_call_complete"
+    )
+    reply = rec.of("llm_complete")[0].text
+    assert reply.startswith("CPU usage on this server is") and "Memory use is" in reply
