@@ -108,6 +108,79 @@ async def _talk(url: str, text: str | None, pcm: bytes | None, realtime: bool) -
     return result, client.init.output_audio.sample_rate
 
 
+bench_app = typer.Typer(
+    no_args_is_help=True, help="Load-test a server: turns, latency, CPU, memory."
+)
+app.add_typer(bench_app, name="bench")
+
+
+def _levels(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+@bench_app.command("run")
+def bench_run(
+    levels: Annotated[str, typer.Option(help="Concurrency levels")] = "1,5,10,25,50",
+    duration: Annotated[float, typer.Option(help="Measured seconds per level")] = 30.0,
+    think_time: Annotated[float, typer.Option(help="Seconds between a session's turns")] = 0.0,
+    input_kind: Annotated[str, typer.Option("--input", help="text or audio")] = "text",
+    profile: Annotated[
+        str, typer.Option(help="Simulated profile of a started server")
+    ] = "realistic",
+    url: Annotated[str | None, typer.Option(help="Use a running server instead")] = None,
+    server_pid: Annotated[int | None, typer.Option(help="Its pid, for CPU and RSS")] = None,
+    server_cpus: Annotated[
+        str | None, typer.Option(help="taskset CPUs for a started server")
+    ] = None,
+    restart_per_level: Annotated[bool, typer.Option(help="A fresh server per level")] = False,
+    env: Annotated[list[str] | None, typer.Option(help="VAR=VALUE for a started server")] = None,
+    turn_timeout: Annotated[
+        float, typer.Option(help="Seconds before a turn counts as failed")
+    ] = 60.0,
+    out: Annotated[Path, typer.Option(help="JSON results (an .html report goes beside it)")] = Path(
+        "bench-results.json"
+    ),
+) -> None:
+    """Run concurrency levels and write JSON and HTML results."""
+    from voicewire.bench.runner import run, write_report
+
+    server_env = dict(item.split("=", 1) for item in env or [])
+    result = run(
+        _levels(levels), duration, think_time, input_kind, profile, url, server_pid,
+        server_cpus, restart_per_level, server_env, turn_timeout,
+    )  # fmt: skip
+    html = write_report(result, out)
+    console.print(f"wrote {out} and {html}")
+
+
+@bench_app.command("idle")
+def bench_idle(
+    sessions: Annotated[int, typer.Option(help="Idle connections to open")] = 1000,
+    settle: Annotated[float, typer.Option(help="Seconds to settle before measuring")] = 5.0,
+    measure: Annotated[float, typer.Option(help="Seconds of idle CPU to measure")] = 20.0,
+    profile: Annotated[
+        str, typer.Option(help="Simulated profile of the started server")
+    ] = "realistic",
+    server_cpus: Annotated[str | None, typer.Option(help="taskset CPUs for the server")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the result as JSON")] = None,
+) -> None:
+    """What idle connected sessions cost the server: RSS per session and CPU."""
+    from voicewire.bench.runner import run_idle
+
+    result = run_idle(sessions, settle, measure, profile, server_cpus)
+    console.print_json(json.dumps(result))
+    if out is not None:
+        out.write_text(json.dumps(result, indent=2))
+
+
+@bench_app.command("compare")
+def bench_compare(first: Path, second: Path) -> None:
+    """Ratios of two result files, level by level (second / first)."""
+    from voicewire.bench.runner import print_compare
+
+    print_compare(json.loads(first.read_text()), json.loads(second.read_text()))
+
+
 def _detail(data: dict[str, Any]) -> str:
     for key in ("type", "session_id", "utterance_id", "seq", "ts", "offset_ms"):
         data.pop(key, None)

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -42,6 +42,18 @@ class Settings(BaseSettings):
     stt: str = "local"
     llm: str = "local"
     tts: str = "local"
+    # A simulated-provider profile (zero, realistic, seed): every stage left at "local" becomes
+    # "simulated:<profile>". For load tests and capacity planning without models.
+    profile: str | None = None
+    sim_tool_call: bool = False  # the simulated LLM calls one (simulated-data) tool first
+
+    @model_validator(mode="after")
+    def _apply_profile(self) -> Settings:
+        if self.profile:
+            for stage in ("stt", "llm", "tts"):
+                if getattr(self, stage) == "local":
+                    setattr(self, stage, f"simulated:{self.profile}")
+        return self
 
     # Model work runs in a thread pool of this many workers, shared by every session.
     model_workers: int = Field(default=2, ge=1, le=64)

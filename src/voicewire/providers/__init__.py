@@ -10,38 +10,56 @@ from voicewire.config import Settings
 from voicewire.providers.base import LLM, STT, TTS, Providers
 from voicewire.providers.runner import ModelRunner
 
-STT_KINDS = ("local",)
-LLM_KINDS = ("local",)
-TTS_KINDS = ("local",)
+KINDS = ("local", "simulated")
 
 
 class ConfigError(ValueError):
     """The configuration names something that cannot be built."""
 
 
-def _kind(spec: str, stage: str, kinds: tuple[str, ...]) -> tuple[str, str]:
+def _kind(spec: str, stage: str) -> tuple[str, str]:
     kind, _, model = spec.partition(":")
-    if kind not in kinds:
-        raise ConfigError(f"unknown {stage} provider {spec!r}; choose one of: {', '.join(kinds)}")
+    if kind not in KINDS:
+        raise ConfigError(f"unknown {stage} provider {spec!r}; choose one of: {', '.join(KINDS)}")
+    if kind == "simulated":
+        from voicewire.providers.simulated import PROFILES
+
+        if (model or "realistic") not in PROFILES:
+            raise ConfigError(
+                f"unknown simulated profile {model!r} for {stage}; choose one of: "
+                + ", ".join(PROFILES)
+            )
     return kind, model
 
 
 def build_stt(settings: Settings, runner: ModelRunner) -> STT:
-    _kind(settings.stt, "stt", STT_KINDS)
+    kind, model = _kind(settings.stt, "stt")
+    if kind == "simulated":
+        from voicewire.providers.simulated import SimulatedSTT, profile
+
+        return SimulatedSTT(profile(model))
     from voicewire.providers.local.whisper import WhisperSTT
 
     return WhisperSTT(runner, threads=settings.model_threads, window_s=settings.stt_window_s)
 
 
 def build_llm(settings: Settings) -> LLM:
-    _kind(settings.llm, "llm", LLM_KINDS)
+    kind, model = _kind(settings.llm, "llm")
+    if kind == "simulated":
+        from voicewire.providers.simulated import SimulatedLLM, profile
+
+        return SimulatedLLM(profile(model), tool_call=settings.sim_tool_call)
     from voicewire.providers.local.agent import RulesAgent
 
     return RulesAgent()
 
 
 def build_tts(settings: Settings, runner: ModelRunner) -> TTS:
-    _kind(settings.tts, "tts", TTS_KINDS)
+    kind, model = _kind(settings.tts, "tts")
+    if kind == "simulated":
+        from voicewire.providers.simulated import SimulatedTTS, profile
+
+        return SimulatedTTS(profile(model))
     from voicewire.providers.local.piper import PiperTTS
 
     return PiperTTS(runner, threads=settings.model_threads)
@@ -49,9 +67,9 @@ def build_tts(settings: Settings, runner: ModelRunner) -> TTS:
 
 def validate(settings: Settings) -> None:
     """Check every provider spec without loading anything (fast, for start-up and config)."""
-    _kind(settings.stt, "stt", STT_KINDS)
-    _kind(settings.llm, "llm", LLM_KINDS)
-    _kind(settings.tts, "tts", TTS_KINDS)
+    _kind(settings.stt, "stt")
+    _kind(settings.llm, "llm")
+    _kind(settings.tts, "tts")
 
 
 def build_providers(settings: Settings, runner: ModelRunner) -> Providers:

@@ -1,0 +1,224 @@
+"""The load generator behind ``voicewire bench``: C sessions, each taking turns, measured.
+
+A level opens C connections (a bounded number of handshakes at a time), runs one warm-up turn
+on each, then every session takes turns until the window closes, with ``think_time`` between
+its turns (a person listening and answering). A turn in flight at the deadline finishes and
+counts. Server CPU and RSS come from /proc of the server's pid; the client reports its own CPU,
+so a client limit is never mistaken for a server limit.
+
+The client is kept lean on purpose: it parses only the frames it needs (binary audio headers are
+skipped by length, JSON only for ``utterance_complete``, ``error`` and ``cost_update``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from voicewire.bench.stats import LevelStats, TurnSample
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+TEXT = "Can you help me plan a weekend trip to the coast?"
+
+
+@dataclass
+class LevelConfig:
+    url: str
+    concurrency: int
+    duration_s: float = 30.0
+    think_time_s: float = 0.0
+    turn_timeout_s: float = 60.0
+    warmup_turns: int = 1
+    input: str = "text"  # text | audio
+    max_handshakes: int = 64
+    server_pid: int | None = None
+
+
+def proc_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def proc_rss_kb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def client_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class TurnFailed(Exception):
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+AUDIO_CLIP = b"".join(
+    int(3000 * ((i // 40) % 2 * 2 - 1)).to_bytes(2, "little", signed=True) for i in range(16000)
+)  # 1 s of a 200 Hz square wave: the simulated STT does not listen, the VAD is not involved
+
+
+async def run_turn(ws: ClientConnection, cfg: LevelConfig) -> TurnSample:
+    start = time.perf_counter()
+    if cfg.input == "audio":
+        for i in range(0, len(AUDIO_CLIP), 3200):
+            await ws.send(AUDIO_CLIP[i : i + 3200])
+        start = time.perf_counter()
+        await ws.send('{"type":"audio_commit"}')
+    else:
+        await ws.send(json.dumps({"type": "user_text", "text": TEXT}))
+    ttfa: float | None = None
+    audio = 0
+    cost: float | None = None
+    deadline = start + cfg.turn_timeout_s
+    while True:
+        try:
+            message = await asyncio.wait_for(ws.recv(), max(0.001, deadline - time.perf_counter()))
+        except TimeoutError:
+            raise TurnFailed("timeout") from None
+        if isinstance(message, bytes):
+            if ttfa is None:
+                ttfa = (time.perf_counter() - start) * 1000
+            audio += len(message) - 4 - int.from_bytes(message[:4], "big")
+            continue
+        if '"utterance_complete"' in message:
+            status = json.loads(message)["status"]
+            if status != "completed":
+                raise TurnFailed(f"status_{status}")
+            if not audio:
+                raise TurnFailed("no_audio")
+            return TurnSample(ttfa, (time.perf_counter() - start) * 1000, audio, cost)
+        if '"cost_update"' in message:
+            cost = json.loads(message).get("utterance", {}).get("total_usd")
+        elif '"type":"error"' in message:
+            raise TurnFailed(f"error_{json.loads(message).get('code')}")
+
+
+async def open_session(cfg: LevelConfig, gate: asyncio.Semaphore) -> ClientConnection:
+    async with gate:
+        ws = await connect(
+            cfg.url, max_size=None, compression=None, ping_interval=None, open_timeout=120
+        )
+        await asyncio.wait_for(ws.recv(), 120)  # init
+        if cfg.input == "audio":
+            await ws.send('{"type":"session_update","turn_detection":"manual"}')
+            await asyncio.wait_for(ws.recv(), 120)  # ack
+        return ws
+
+
+async def run_level(
+    cfg: LevelConfig, on_progress: Callable[[LevelStats], None] | None = None
+) -> LevelStats:
+    stats = LevelStats(concurrency=cfg.concurrency)
+    gate = asyncio.Semaphore(cfg.max_handshakes)
+    warm = asyncio.Barrier(cfg.concurrency + 1)
+    window: dict[str, float] = {}
+    setup_start = time.perf_counter()
+
+    async def session(index: int) -> None:
+        ws: ClientConnection | None = None
+        try:
+            ws = await open_session(cfg, gate)
+            for _ in range(cfg.warmup_turns):
+                await run_turn(ws, cfg)
+        except Exception as exc:
+            stats.add_error(f"warmup_{getattr(exc, 'kind', type(exc).__name__)}")
+        await warm.wait()
+        if cfg.think_time_s:  # spread the sessions over one think time: no thundering herd
+            await asyncio.sleep(random.Random(index).uniform(0, cfg.think_time_s))
+        while time.perf_counter() < window["end"]:
+            try:
+                if ws is None:
+                    ws = await open_session(cfg, gate)
+                stats.add_turn(await run_turn(ws, cfg))
+            except Exception as exc:
+                stats.add_error(getattr(exc, "kind", type(exc).__name__))
+                if ws is not None:
+                    await ws.close()
+                ws = None
+            if on_progress is not None:
+                on_progress(stats)
+            if cfg.think_time_s and time.perf_counter() < window["end"]:
+                await asyncio.sleep(cfg.think_time_s)
+        if ws is not None:
+            await ws.close()
+
+    tasks = [asyncio.create_task(session(i)) for i in range(cfg.concurrency)]
+    window["end"] = float("inf")
+    await warm.wait()
+    stats.setup_s = time.perf_counter() - setup_start
+    pid = cfg.server_pid
+    cpu0 = proc_cpu_s(pid) if pid else None
+    client0 = client_cpu_s()
+    stats.server_rss_start_kb = proc_rss_kb(pid) if pid else None
+    start = time.perf_counter()
+    window["end"] = start + cfg.duration_s
+    sampler = asyncio.create_task(_sample_rss(pid, stats)) if pid else None
+    await asyncio.gather(*tasks)
+    stats.window_s = time.perf_counter() - start
+    if sampler is not None:
+        sampler.cancel()
+    if pid and cpu0 is not None:
+        stats.server_cpu_s = proc_cpu_s(pid) - cpu0
+    stats.client_cpu_s = client_cpu_s() - client0
+    return stats
+
+
+async def _sample_rss(pid: int, stats: LevelStats) -> None:
+    while True:
+        rss = proc_rss_kb(pid)
+        if rss is not None:
+            stats.server_rss_peak_kb = max(stats.server_rss_peak_kb or 0, rss)
+        await asyncio.sleep(0.2)
+
+
+async def idle_sessions(
+    url: str, count: int, settle_s: float, measure_s: float, pid: int, max_handshakes: int = 64
+) -> dict[str, float | int | None]:
+    """Open ``count`` connections that never speak; measure what they cost the server."""
+    cfg = LevelConfig(url=url, concurrency=count, max_handshakes=max_handshakes)
+    gate = asyncio.Semaphore(max_handshakes)
+    warm = await open_session(cfg, gate)  # first-connection lazy init is not the sessions' cost
+    await warm.close()
+    await asyncio.sleep(settle_s)
+    rss_before = proc_rss_kb(pid)
+    opened = time.perf_counter()
+    cpu_open0 = proc_cpu_s(pid)
+    sockets = await asyncio.gather(*(open_session(cfg, gate) for _ in range(count)))
+    open_s = time.perf_counter() - opened
+    cpu_open = proc_cpu_s(pid) - cpu_open0
+    await asyncio.sleep(settle_s)
+    rss_after = proc_rss_kb(pid)
+    cpu0 = proc_cpu_s(pid)
+    await asyncio.sleep(measure_s)
+    idle_cpu = proc_cpu_s(pid) - cpu0
+    await asyncio.gather(*(ws.close() for ws in sockets))
+    growth = (rss_after or 0) - (rss_before or 0)
+    return {
+        "sessions": count,
+        "open_s": round(open_s, 2),
+        "server_cpu_ms_per_open": round(cpu_open / count * 1000, 3),
+        "rss_before_kb": rss_before,
+        "rss_after_kb": rss_after,
+        "rss_kb_per_idle_session": round(growth / count, 2),
+        "idle_window_s": measure_s,
+        "server_cpu_s_idle": round(idle_cpu, 3),
+        "server_cpu_ms_per_session_per_s": round(idle_cpu / measure_s / count * 1000, 5),
+    }

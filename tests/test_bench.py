@@ -1,0 +1,75 @@
+"""The load benchmark: its statistics, and a short real run (C=5, zero profile, loopback)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from voicewire.bench.stats import LevelStats, TurnSample, compare, summary
+from voicewire.metrics import percentile
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]  # 1..100
+    assert percentile(values, 50) == 50 and percentile(values, 95) == 95
+    assert percentile(values, 99) == 99 and percentile(values, 100) == 100
+    assert percentile([7.0], 95) == 7.0
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0  # unsorted input
+    assert summary([]) == {"avg": None, "p50": None, "p95": None, "p99": None, "max": None}
+    assert summary([1.0, 2.0, 3.0, 4.0]) == {
+        "avg": 2.5,
+        "p50": 2.0,
+        "p95": 4.0,
+        "p99": 4.0,
+        "max": 4.0,
+    }
+
+
+def test_success_accounting_counts_every_attempt() -> None:
+    stats = LevelStats(concurrency=4, window_s=2.0, server_cpu_s=0.5)
+    for ms in (100.0, 200.0, 300.0):
+        stats.add_turn(TurnSample(ttfa_ms=ms / 10, turn_ms=ms, audio_bytes=96_000, cost_usd=0.001))
+    stats.add_error("timeout")
+    row = stats.to_json()
+    assert (row["turns"], row["errors"], row["success_rate"]) == (3, 1, 0.75)
+    assert row["errors_by_kind"] == {"timeout": 1}
+    assert row["turns_per_s"] == 1.5 and row["server_cpu_ms_per_turn"] == pytest.approx(166.667)
+    assert row["server_cores_used"] == 0.25 and row["audio_bytes_per_turn"] == 96_000
+    assert row["ttfa_ms"]["p50"] == 20.0 and row["cost_usd_per_turn"] == 0.001
+    empty = LevelStats(concurrency=1).to_json()
+    assert empty["success_rate"] == 0.0 and empty["turns_per_s"] is None
+
+
+def test_compare_gives_ratios_per_level() -> None:
+    def row(cpu: float, tps: float, ttfa: float, turn: float) -> dict[str, object]:
+        return {"concurrency": 10, "server_cpu_ms_per_turn": cpu, "turns_per_s": tps,
+                "success_rate": 1.0, "ttfa_ms": {"p95": ttfa}, "turn_ms": {"p95": turn}}  # fmt: skip
+
+    base = [row(40.0, 25.0, 80.0, 400.0)]
+    ours = [row(4.0, 250.0, 40.0, 50.0), {"concurrency": 99, "server_cpu_ms_per_turn": 1.0}]
+    rows = compare(base, ours)
+    assert rows == [
+        {"concurrency": 10, "server_cpu_ms_per_turn": 0.1, "turns_per_s": 10.0, "success_rate": 1.0,
+         "ttfa_ms_p95": 0.5, "turn_ms_p95": 0.125}
+    ]  # fmt: skip
+
+
+def test_bench_smoke_run_every_turn_succeeds(tmp_path: Path) -> None:
+    out = tmp_path / "smoke.json"
+    cmd = [sys.executable, "-m", "voicewire.cli", "bench", "run", "--profile", "zero",
+           "--levels", "5", "--duration", "2", "--out", str(out)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    (level,) = result["levels"]
+    assert level["concurrency"] == 5 and level["turns"] > 5
+    assert level["errors"] == 0 and level["success_rate"] == 1.0
+    assert level["audio_bytes_per_turn"] == pytest.approx(96_000, abs=10)
+    assert level["server_cpu_ms_per_turn"] > 0 and level["server_rss_peak_kb"] > 0
+    html = out.with_suffix(".html")
+    assert html.exists() and "plotly" in html.read_text()[:5000].lower()
+    assert (tmp_path / "plotly.min.js").exists()  # the report opens offline
