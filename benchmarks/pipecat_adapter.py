@@ -1,6 +1,7 @@
 """Adapter for ``shared/bench/pipecat_anchor/loadgen.py``: drive voicewire with the same client.
 
-    $VENV/bin/python loadgen.py --adapter voicewire_adapter:ADAPTER --url ws://127.0.0.1:8000/ws/multimodal ...
+    $VENV/bin/python loadgen.py --adapter voicewire_adapter:ADAPTER \
+        --url ws://127.0.0.1:8000/ws/multimodal ...
 
 (copy or symlink this file next to loadgen.py as ``voicewire_adapter.py``, or put its folder on
 PYTHONPATH.) The loadgen's "audio" is the PCM of each binary frame, without our header; its
