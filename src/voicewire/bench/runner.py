@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import socket
 import subprocess
 import sys
@@ -29,6 +30,13 @@ from voicewire.bench.loadgen import LevelConfig, idle_sessions, run_level
 from voicewire.bench.stats import LevelStats, compare
 
 console = Console(stderr=True)
+
+
+def raise_fd_limit() -> None:
+    """Thousands of sessions need thousands of sockets, on both sides (the server inherits it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _free_port() -> int:
@@ -103,6 +111,7 @@ def run(
     server_env: dict[str, str],
     turn_timeout_s: float,
 ) -> dict[str, Any]:
+    raise_fd_limit()
     env = {"VOICEWIRE_PROFILE": profile, **server_env}
     rows: list[dict[str, Any]] = []
 
