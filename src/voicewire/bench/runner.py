@@ -160,6 +160,7 @@ def run(
 def run_idle(
     count: int, settle_s: float, measure_s: float, profile: str, server_cpus: str | None
 ) -> dict[str, Any]:
+    raise_fd_limit()
     with server({"VOICEWIRE_PROFILE": profile}, server_cpus) as (ws_url, pid):
         return asyncio.run(idle_sessions(ws_url, count, settle_s, measure_s, pid))
 
