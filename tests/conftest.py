@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import socket
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,6 +44,7 @@ def start_server(providers: Providers | None = None, **overrides: Any) -> Runnin
     connect without waiting or polling for start-up.
     """
     overrides.setdefault("warmup", False)
+    overrides.setdefault("data_dir", Path(tempfile.mkdtemp(prefix="voicewire-test-")))
     settings = Settings(**overrides)
     app = create_app(settings, providers=providers)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -51,7 +51,7 @@ async def test_text_turn_streams_every_stage_in_order(fake_server: Make) -> None
     assert {"llm_streaming", "llm_complete", "tts_start", "tts_chunk", "assistant_text"} <= set(
         types
     )
-    assert types[-2:] == ["metrics_update", "utterance_complete"]
+    assert types[-3:] == ["metrics_update", "cost_update", "utterance_complete"]
     assert all(f.session_id == client.session_id for f in frames)
     assert result.status == "completed"
     assert len(result.audio) == sum(f.samples for f in result.of_type("tts_chunk")) * 2  # type: ignore[attr-defined]
@@ -314,8 +314,8 @@ async def test_rest_endpoints(fake_server: Make) -> None:
         assert (await http.get("/session/s_unknown")).status_code == 404
         metrics = (await http.get("/metrics")).json()
         assert metrics["turns"] == {"completed": 1}
-        assert metrics["latency_ms"]["ttfa_ms"]["count"] == 1
-        assert metrics["latency_ms"]["ttfa_ms"]["p95"] >= metrics["latency_ms"]["ttfa_ms"]["min"]
+        assert metrics["performance"]["ttfa_ms"]["count"] == 1
+        assert metrics["performance"]["ttfa_ms"]["p95"] >= metrics["performance"]["ttfa_ms"]["min"]
         wav = encode_wav(b"\x01\x00" * 16000, 16000)
         stt = await http.post("/stt-test", files={"file": ("a.wav", wav, "audio/wav")})
         assert stt.status_code == 200 and stt.json()["text"] == "hello"

@@ -108,6 +108,35 @@ async def _talk(url: str, text: str | None, pcm: bytes | None, realtime: bool) -
     return result, client.init.output_audio.sample_rate
 
 
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option(help="HTML report path (a .json goes beside it)")] = Path(
+        "cost-report.html"
+    ),
+    sessions_per_day: Annotated[int, typer.Option(help="Projected sessions per day")] = 1000,
+    minutes_per_session: Annotated[float, typer.Option(help="Projected minutes per session")] = 3.0,
+) -> None:
+    """Write the cost report (HTML with charts, and JSON) from the ledger."""
+    from decimal import Decimal
+
+    from voicewire.costs.analysis import Volume
+    from voicewire.costs.ledger import Ledger
+    from voicewire.costs.prices import PriceTable
+    from voicewire.costs.report import build, write
+
+    settings = Settings()
+    path = settings.data_dir / "ledger.sqlite3"
+    if not path.exists():
+        console.print(f"[red]no ledger at {path}[/red]: run the server first (VOICEWIRE_DATA_DIR)")
+        raise typer.Exit(1)
+    ledger = Ledger(path)
+    prices = PriceTable.load(settings.prices_file, settings.core_hour_usd)
+    volume = Volume(sessions_per_day, Decimal(str(minutes_per_session)))
+    html_path, json_path = write(build(ledger, prices, volume), out)
+    ledger.close()
+    console.print(f"wrote {html_path} and {json_path}")
+
+
 bench_app = typer.Typer(
     no_args_is_help=True, help="Load-test a server: turns, latency, CPU, memory."
 )

@@ -7,6 +7,7 @@ read from ``VOICEWIRE_CONFIG`` or ``./voicewire.toml`` when present.
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -88,6 +89,15 @@ class Settings(BaseSettings):
     idle_timeout_s: float = Field(default=300.0, gt=0)
     session_ttl_s: float = Field(default=600.0, ge=0)
     max_queued_utterances: int = Field(default=8, ge=1, le=1000)
+
+    # Cost accounting: the ledger lives in data_dir; prices_file overrides or extends the
+    # shipped price table.
+    data_dir: Path = Path("data")
+    ledger: bool = True
+    prices_file: Path | None = None
+    core_hour_usd: Decimal | None = Field(default=None, ge=0)
+    # Resource sampling period (psutil + event-loop lag).
+    monitor_interval_s: float = Field(default=2.0, gt=0)
 
     # Input limits; exceeding one yields an error frame, never a dropped connection.
     max_text_chars: int = Field(default=4000, ge=1)

@@ -1,4 +1,8 @@
-"""Process-wide turn metrics: per-stage latency windows and counters, cheap to update per turn."""
+"""Process-wide turn metrics: per-stage latency windows, counters, and Prometheus histograms.
+
+Cheap to update per turn; the Prometheus side observes real histograms (buckets counted as turns
+end) and reads everything else from live state at scrape time.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,28 @@ import math
 from collections import Counter, deque
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Histogram
+
 from voicewire.protocol import StageTimings
+
+LATENCY_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.65,
+    0.8,
+    1.0,
+    1.5,
+    2.0,
+    3.0,
+    5.0,
+    10.0,
+)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -38,6 +63,7 @@ class StageStats:
             "max": round(max(vals), 2),
             "p50": round(percentile(vals, 50), 2),
             "p95": round(percentile(vals, 95), 2),
+            "p99": round(percentile(vals, 99), 2),
         }
 
 
@@ -47,6 +73,14 @@ class TurnMetrics:
         self.turns: Counter[str] = Counter()  # by final status
         self.errors: Counter[str] = Counter()  # by error code
         self.connections_total = 0
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "voicewire_stage_latency_seconds",
+            "Per-stage latency of utterances (stt, llm_ttft, llm, tools, tts_ttfb, ttfa, total)",
+            ["stage"],
+            registry=self.registry,
+            buckets=LATENCY_BUCKETS,
+        )
 
     def record_turn(self, status: str, timings: StageTimings) -> None:
         self.turns[status] += 1
@@ -54,6 +88,7 @@ class TurnMetrics:
             value = getattr(timings, name)
             if value is not None:
                 stats.add(value)
+                self.latency.labels(name.removesuffix("_ms")).observe(value / 1000)
 
     def snapshot(self) -> dict[str, Any]:
         return {

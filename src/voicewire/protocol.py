@@ -299,6 +299,16 @@ class MetricsUpdate(ServerFrame):
     timings: StageTimings
 
 
+class CostUpdate(ServerFrame):
+    """What this utterance cost, and the session so far. USD amounts are exact decimal strings."""
+
+    type: Literal["cost_update"] = "cost_update"
+    utterance: dict[str, str]
+    session_total_usd: str
+    session_minutes: float
+    usd_per_minute: str
+
+
 class UtteranceCancelled(ServerFrame):
     type: Literal["utterance_cancelled"] = "utterance_cancelled"
 
@@ -333,6 +343,7 @@ SERVER_FRAME_CLASSES: tuple[type[ServerFrame], ...] = (
     TtsComplete,
     AssistantText,
     MetricsUpdate,
+    CostUpdate,
     UtteranceCancelled,
     UtteranceComplete,
 )

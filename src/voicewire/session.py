@@ -10,6 +10,7 @@ import secrets
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 from voicewire.protocol import StageTimings
@@ -53,7 +54,9 @@ class Session:
         "_history",
         "charts",
         "connected",
+        "cost_usd",
         "created_at",
+        "first_turn_at",
         "id",
         "last_activity",
         "last_visualization",
@@ -74,6 +77,17 @@ class Session:
         self.utterances: OrderedDict[str, UtteranceRecord] = OrderedDict()
         self.last_visualization: dict[str, Any] | None = None
         self.charts: deque[dict[str, Any]] = deque(maxlen=MAX_CHARTS)
+        self.cost_usd = Decimal(0)
+        self.first_turn_at: float | None = None  # wall clock when the first utterance began
+
+    def add_cost(self, usd: Decimal, turn_started_at: float) -> None:
+        self.cost_usd += usd
+        if self.first_turn_at is None:
+            self.first_turn_at = turn_started_at
+
+    def conversation_s(self, now: float) -> float:
+        """Seconds from the start of the first utterance to ``now``: the conversation's length."""
+        return 0.0 if self.first_turn_at is None else max(0.0, now - self.first_turn_at)
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
@@ -113,6 +127,7 @@ class Session:
             "utterances": [u.to_json() for u in self.utterances.values()],
             "last_visualization": self.last_visualization,
             "charts": len(self.charts),
+            "cost_usd": str(self.cost_usd),
         }
 
 

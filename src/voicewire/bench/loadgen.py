@@ -106,7 +106,8 @@ async def run_turn(ws: ClientConnection, cfg: LevelConfig) -> TurnSample:
                 raise TurnFailed("no_audio")
             return TurnSample(ttfa, (time.perf_counter() - start) * 1000, audio, cost)
         if '"cost_update"' in message:
-            cost = json.loads(message).get("utterance", {}).get("total_usd")
+            total = json.loads(message).get("utterance", {}).get("total_usd")
+            cost = float(total) if total is not None else None
         elif '"type":"error"' in message:
             raise TurnFailed(f"error_{json.loads(message).get('code')}")
 

@@ -32,6 +32,15 @@ from voicewire.bench.stats import LevelStats, compare
 console = Console(stderr=True)
 
 
+def _asyncio_run(coro: Any) -> Any:
+    """Run on uvloop where installed: the load client must not be the bottleneck."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
 def raise_fd_limit() -> None:
     """Thousands of sessions need thousands of sockets, on both sides (the server inherits it)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -125,7 +134,7 @@ def run(
             input=input_kind,
             server_pid=pid,
         )
-        rows.append(asyncio.run(_run_levels([cfg]))[0].to_json())
+        rows.append(_asyncio_run(_run_levels([cfg]))[0].to_json())
         print_rows(rows[-1:])
 
     if url is not None:
@@ -162,7 +171,7 @@ def run_idle(
 ) -> dict[str, Any]:
     raise_fd_limit()
     with server({"VOICEWIRE_PROFILE": profile}, server_cpus) as (ws_url, pid):
-        return asyncio.run(idle_sessions(ws_url, count, settle_s, measure_s, pid))
+        return _asyncio_run(idle_sessions(ws_url, count, settle_s, measure_s, pid))
 
 
 def print_rows(rows: list[dict[str, Any]]) -> None:

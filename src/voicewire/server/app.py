@@ -32,7 +32,11 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.loaded = asyncio.Event()  # bind to the serving loop
-        tasks = [asyncio.create_task(runtime.start()), asyncio.create_task(runtime.sweep())]
+        tasks = [
+            asyncio.create_task(runtime.start()),
+            asyncio.create_task(runtime.sweep()),
+            asyncio.create_task(runtime.monitor.run()),
+        ]
         try:
             yield
         finally:

@@ -33,6 +33,7 @@ from voicewire.protocol import (
     AudioCommit,
     AudioFormat,
     Cancel,
+    CostUpdate,
     Error,
     ErrorCode,
     Init,
@@ -392,6 +393,7 @@ class Connection:
                 me = asyncio.current_task()
                 if me is not None and me.cancelling():  # the connection is closing
                     rt.metrics.record_turn(status, turn.timings)
+                    rt.account_later(self.session, request, turn)
                     raise
             except Exception as exc:  # a bug in a turn must not take the session down
                 log.exception("turn %s failed", uid)
@@ -403,16 +405,20 @@ class Connection:
             finally:
                 self._running = None
             rt.metrics.record_turn(status, turn.timings)
-            rt.on_turn(self.session, request, turn)
-            await self._report(uid, status, turn)
+            cost = await rt.account(self.session, request, turn)
+            await self._report(uid, status, turn, cost)
 
-    async def _report(self, uid: str, status: str, turn: Turn | None) -> None:
+    async def _report(
+        self, uid: str, status: str, turn: Turn | None, cost: CostUpdate | None = None
+    ) -> None:
         """The last frames of an utterance, whatever became of it."""
         timings = turn.timings if turn else None
         if status == "cancelled":
             await self.send(UtteranceCancelled(utterance_id=uid))
         if timings is not None:
             await self.send(MetricsUpdate(utterance_id=uid, timings=timings))
+        if cost is not None:
+            await self.send(cost)
         await self.send(
             UtteranceComplete(utterance_id=uid, status=status, timings=timings or StageTimings())
         )  # type: ignore[arg-type]

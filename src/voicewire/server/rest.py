@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from voicewire import __version__
 from voicewire.audio import AudioError, decode_wav, duration_ms, resample_pcm16
@@ -39,13 +41,51 @@ async def health(request: Request) -> JSONResponse:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> dict[str, Any]:
+    """Sessions, per-stage performance, costs, features and resources, as JSON."""
     rt = _rt(request)
+    snap = rt.metrics.snapshot()
+    turns = sum(snap["turns"].values())
+    totals = rt.accountant.totals
+    cost = sum(totals.values(), Decimal(0))
+    resources = rt.monitor.snapshot()
+    total_ms = rt.metrics.stages["total_ms"].summary()
+    avg_turn_s = total_ms["avg"] / 1000 if "avg" in total_ms else None
+    cpu_since_ready = (rt.monitor.samples[-1].cpu_s if rt.monitor.samples else 0) - rt.cpu_at_ready
     return {
         "sessions": {"connected": rt.store.connected(), "known": len(rt.store)},
         "active_utterances": sum(1 for c in rt.connections.values() if c.busy()),
         "model_queue": rt.runner.pending,
-        **rt.metrics.snapshot(),
+        "turns": snap["turns"],
+        "errors": snap["errors"],
+        "connections_total": snap["connections_total"],
+        "performance": snap["latency_ms"],
+        "costs": {
+            "total_usd": str(cost),
+            "by_component": {k: str(v) for k, v in totals.items()},
+            "usd_per_turn": str(cost / turns) if turns else None,
+            "ledger": str(rt.ledger.path) if rt.ledger else None,
+        },
+        "features": {
+            "providers": rt.providers.describe() if rt.providers else None,
+            "tools": [s.name for s in rt.tools.specs()],
+            "turn_detection": rt.settings.turn_detection,
+            "speculative_stt_ms": rt.settings.speculative_stt_ms,
+            "stt_window_s": rt.settings.stt_window_s,
+        },
+        "resources": {
+            **resources,
+            "capacity": rt.monitor.capacity(
+                rt.store.connected(), turns, cpu_since_ready, avg_turn_s
+            ),
+        },
     }
+
+
+@router.get("/metrics/prometheus")
+async def prometheus(request: Request) -> Response:
+    """The same figures in the Prometheus text format."""
+    rt = _rt(request)
+    return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/session/{session_id}")

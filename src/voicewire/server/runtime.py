@@ -13,16 +13,22 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from voicewire.config import Settings
+from voicewire.costs.accounting import Accountant
+from voicewire.costs.ledger import Ledger
+from voicewire.costs.prices import PriceTable
 from voicewire.metrics import TurnMetrics
+from voicewire.monitor import ResourceMonitor
 from voicewire.pipeline.turn import Tools, TurnConfig
 from voicewire.providers import build_providers
 from voicewire.providers.base import Providers, Usage
 from voicewire.providers.runner import ModelRunner
+from voicewire.server.prom import RuntimeCollector
 from voicewire.session import SessionStore
 from voicewire.tools import default_tools, warm_tools
 
 if TYPE_CHECKING:
     from voicewire.pipeline.turn import Turn, TurnRequest
+    from voicewire.protocol import CostUpdate
     from voicewire.server.connection import Connection
     from voicewire.session import Session
 
@@ -45,6 +51,12 @@ class Runtime:
         )
         self.providers: Providers | None = providers if isinstance(providers, Providers) else None
         self.tools: Tools = tools if tools is not None else default_tools(self.server_stats)
+        self.prices = PriceTable.load(settings.prices_file, settings.core_hour_usd)
+        self.ledger = Ledger(settings.data_dir / "ledger.sqlite3") if settings.ledger else None
+        self.accountant = Accountant(self.prices, self.ledger)
+        self.monitor = ResourceMonitor(settings.monitor_interval_s)
+        self.cpu_at_ready = 0.0
+        self._background: set[asyncio.Task[Any]] = set()
         self.store = SessionStore()
         self.metrics = TurnMetrics()
         self.connections: dict[str, Connection] = {}
@@ -57,6 +69,7 @@ class Runtime:
         self.status: Status = "starting"
         self.error: str | None = None
         self.started_at = time.monotonic()
+        self.metrics.registry.register(RuntimeCollector(self))  # reads the state above
 
     def require_providers(self) -> Providers:
         if self.providers is None:
@@ -76,6 +89,7 @@ class Runtime:
             log.exception("could not start the providers")
         else:
             self.status = "ready"
+            self.cpu_at_ready = self.monitor.sample().cpu_s  # baseline RSS: no session yet
             log.info("ready: %s", self.providers.describe())
         finally:
             self.loaded.set()
@@ -107,8 +121,23 @@ class Runtime:
             "latency": {"value": ttfa.get("p50"), "unit": "ms", "ttfa_ms": ttfa},
         }
 
-    def on_turn(self, session: Session, request: TurnRequest, turn: Turn) -> None:
-        """Hook called after every utterance (cost accounting attaches here)."""
+    async def account(self, session: Session, request: TurnRequest, turn: Turn) -> CostUpdate:
+        """Price and persist what this utterance used (whatever became of it)."""
+        u = turn.usage
+        return await self.accountant.account(
+            session,
+            request.record.id,
+            {"stt": u.stt, "llm": u.llm, "tts": u.tts},
+            u.tool_calls,
+            self.require_providers(),
+            request.record.created_at,
+        )
+
+    def account_later(self, session: Session, request: TurnRequest, turn: Turn) -> None:
+        """Account for a turn whose connection is gone: the money was spent all the same."""
+        task = asyncio.create_task(self.account(session, request, turn))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def sweep(self) -> None:
         """Close idle connections and forget old disconnected sessions, forever."""
@@ -125,3 +154,5 @@ class Runtime:
 
     def shutdown(self) -> None:
         self.runner.shutdown()
+        if self.ledger is not None:
+            self.ledger.close()

@@ -216,7 +216,7 @@ class RulesAgent:
     async def stream(
         self, messages: list[Message], tools: list[ToolSpec]
     ) -> AsyncIterator[LLMEvent]:
-        start = time.process_time()
+        start = time.thread_time()
         history, text, steps = split_turn(messages)
         offered = {t.name for t in tools}
         route = plan(text, history)
@@ -251,6 +251,6 @@ class RulesAgent:
             Usage(
                 input_tokens=prompt_words,
                 output_tokens=len(tokens) + 10 * len(calls),
-                cpu_seconds=time.process_time() - start,
+                cpu_seconds=time.thread_time() - start,
             )
         )

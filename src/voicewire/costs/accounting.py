@@ -1,0 +1,68 @@
+"""Per-utterance cost accounting: usage -> ledger entries -> a ``cost_update`` frame."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+from voicewire.costs.ledger import Entry, Ledger
+from voicewire.costs.prices import COMPONENTS, PriceTable
+from voicewire.protocol import CostUpdate
+from voicewire.providers.base import Providers, Usage
+from voicewire.session import Session
+
+CENT_DIGITS = Decimal("0.0000000001")  # shown to 1e-10 USD; stored exactly
+
+
+def usd(value: Decimal) -> str:
+    return str(value.quantize(CENT_DIGITS).normalize()) if value else "0"
+
+
+class Accountant:
+    def __init__(self, prices: PriceTable, ledger: Ledger | None) -> None:
+        self.prices = prices
+        self.ledger = ledger
+        self.totals: dict[str, Decimal] = dict.fromkeys((*COMPONENTS, "tools"), Decimal(0))
+
+    async def account(
+        self,
+        session: Session,
+        utterance_id: str,
+        usage: dict[str, Usage],
+        tool_calls: int,
+        providers: Providers,
+        started_at: float,
+    ) -> CostUpdate:
+        """Price this utterance, persist it, update the session; return its ``cost_update``."""
+        now = time.time()
+        names = providers.describe()
+        entries = []
+        by_component: dict[str, Decimal] = {}
+        for component in COMPONENTS:
+            u = usage[component]
+            cost = self.prices.cost(component, names[component], u)
+            by_component[component] = cost
+            if u != Usage() or cost:
+                entries.append(
+                    Entry(now, session.id, utterance_id, component, names[component],
+                          u.input_tokens, u.cached_tokens, u.output_tokens, u.characters,
+                          u.audio_seconds, u.cpu_seconds, 0, cost)
+                )  # fmt: skip
+        if tool_calls:
+            entries.append(
+                Entry(now, session.id, utterance_id, "tools", "local", tool_calls=tool_calls)
+            )
+        if self.ledger is not None:
+            await self.ledger.record(entries)
+        total = sum(by_component.values(), Decimal(0))
+        for component, cost in by_component.items():
+            self.totals[component] += cost
+        session.add_cost(total, started_at)
+        minutes = max(session.conversation_s(now), 1.0) / 60
+        return CostUpdate(
+            utterance_id=utterance_id,
+            utterance={**{k: usd(v) for k, v in by_component.items()}, "total_usd": usd(total)},
+            session_total_usd=usd(session.cost_usd),
+            session_minutes=round(minutes, 3),
+            usd_per_minute=usd(session.cost_usd / Decimal(str(minutes))),
+        )

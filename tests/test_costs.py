@@ -1,0 +1,253 @@
+"""Cost accounting: exact prices, projections, recommendations, the ledger, cost frames, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import start_server
+from voicewire.client import Client
+from voicewire.costs.analysis import Volume, project, recommend, summarize
+from voicewire.costs.ledger import Entry, Ledger
+from voicewire.costs.prices import PriceTable
+from voicewire.costs.report import build, write
+from voicewire.monitor import ResourceMonitor
+from voicewire.providers.base import Usage
+
+
+@pytest.fixture(scope="module")
+def prices() -> PriceTable:
+    return PriceTable.load()
+
+
+def test_llm_tokens_priced_exactly(prices: PriceTable) -> None:
+    usage = Usage(input_tokens=1000, cached_tokens=200, output_tokens=500)
+    # (800 x 0.15 + 200 x 0.075 + 500 x 0.60) / 1M = 435 / 1M
+    assert prices.cost("llm", "openai:gpt-4o-mini", usage) == Decimal("0.000435")
+
+
+def test_audio_minutes_and_characters_priced_exactly(prices: PriceTable) -> None:
+    assert prices.cost("stt", "openai:whisper-1", Usage(audio_seconds=90)) == Decimal("0.009")
+    assert prices.cost("stt", "openai:whisper-1", Usage(audio_seconds=0.1)) == Decimal("0.00001")
+    assert prices.cost("tts", "elevenlabs:eleven_flash_v2_5", Usage(characters=2500)) == Decimal(
+        "0.125"
+    )
+    assert prices.cost("tts", "openai:tts-1", Usage(characters=1)) == Decimal("0.000015")
+
+
+def test_local_models_cost_their_cpu(prices: PriceTable) -> None:
+    # 36 CPU seconds at $0.045 per core-hour = 0.01 h x 0.045
+    assert prices.cost(
+        "stt", "local:faster-whisper/tiny.en", Usage(audio_seconds=60, cpu_seconds=36)
+    ) == Decimal("0.00045")
+    custom = PriceTable.load(usd_per_core_hour=Decimal("0.09"))
+    assert custom.cost("tts", "local:piper/x", Usage(characters=999, cpu_seconds=36)) == Decimal(
+        "0.0009"
+    )
+
+
+def test_simulated_providers_are_priced_like_a_cloud_stack(prices: PriceTable) -> None:
+    assert prices.cost("llm", "simulated:realistic", Usage(output_tokens=1_000_000)) == Decimal(
+        "0.60"
+    )
+
+
+def test_user_file_overrides_and_extends_prices(tmp_path: Path) -> None:
+    override = tmp_path / "prices.toml"
+    override.write_text(
+        '[compute]\nusd_per_core_hour = "0.10"\n'
+        '[[llm]]\nprovider = "openai"\nmodel = "gpt-4o-mini"\n'
+        'input = "1"\ncached = "0.5"\noutput = "2"\n'
+        '[[tts]]\nprovider = "acme"\nmodel = "voice-1"\nper_1k_chars = "0.02"\n'
+    )
+    table = PriceTable.load(override)
+    assert table.cost("llm", "openai:gpt-4o-mini", Usage(output_tokens=1_000_000)) == Decimal(2)
+    assert table.cost("tts", "acme:voice-1", Usage(characters=1000)) == Decimal("0.02")
+    assert table.usd_per_core_hour == Decimal("0.10")
+    assert table.cost("llm", "openai:gpt-4o", Usage(output_tokens=1_000_000)) == Decimal(10)  # kept
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[stt]]\nprovider = "x"\nmodel = "y"\n')
+    with pytest.raises(ValueError, match="lacks"):
+        PriceTable.load(bad)
+
+
+def test_projection_arithmetic() -> None:
+    result = project(Decimal("0.01"), Volume(sessions_per_day=1000, minutes_per_session=Decimal(3)))
+    assert result == {
+        "day": Decimal("30.00"),
+        "month": Decimal("900.00"),
+        "year": Decimal("10950.00"),
+    }
+
+
+def _entries(tts_provider: str, tts_chars: int, llm_out: int, prices: PriceTable) -> list[Entry]:
+    t = 1_800_000_000.0
+    out = []
+    for i in range(4):
+        tts = Usage(characters=tts_chars)
+        llm = Usage(input_tokens=300, output_tokens=llm_out)
+        out.append(Entry(t + i * 30, "s1", f"u{i}", "tts", tts_provider, characters=tts_chars,
+                         cost_usd=prices.cost("tts", tts_provider, tts)))  # fmt: skip
+        llm_cost = prices.cost("llm", "openai:gpt-4o", llm)
+        out.append(Entry(t + i * 30, "s1", f"u{i}", "llm", "openai:gpt-4o", input_tokens=300,
+                         output_tokens=llm_out, cost_usd=llm_cost))  # fmt: skip
+    return out
+
+
+def test_recommendations_follow_usage_and_prices(prices: PriceTable, tmp_path: Path) -> None:
+    volume = Volume(sessions_per_day=500)
+    tts_heavy = summarize(_entries("elevenlabs:eleven_multilingual_v2", 2000, 20, prices))
+    tips = recommend(tts_heavy, prices, volume)
+    assert tips[0].startswith(
+        f"TTS is {tts_heavy['share']['tts']:.0%} of cost; tts-1 would cost 15%"
+    )
+    llm_heavy = summarize(_entries("elevenlabs:eleven_multilingual_v2", 10, 5000, prices))
+    assert recommend(llm_heavy, prices, volume)[0].startswith("LLM is")
+    assert "gpt-4.1-nano" in recommend(llm_heavy, prices, volume)[0]
+    cheap = tmp_path / "cheap.toml"
+    cheap.write_text(
+        '[[tts]]\nprovider = "elevenlabs"\nmodel = "eleven_multilingual_v2"\n'
+        'per_1k_chars = "0.001"\n'
+    )
+    repriced = PriceTable.load(cheap)
+    assert (
+        "already the cheapest"
+        in recommend(
+            summarize(_entries("elevenlabs:eleven_multilingual_v2", 2000, 20, repriced)),
+            repriced,
+            volume,
+        )[0]
+    )
+
+
+def test_ledger_and_report(tmp_path: Path, prices: PriceTable) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    entries = _entries("elevenlabs:eleven_flash_v2_5", 500, 100, prices)
+    asyncio.run(ledger.record(entries))
+    stored = list(ledger.entries())
+    assert stored == entries  # Decimals come back exact
+    assert [e.utterance_id for e in ledger.entries(session_id="s1")][:2] == ["u0", "u0"]
+    report = build(ledger, prices, Volume())
+    assert report["summary"]["total_usd"] == sum((e.cost_usd for e in entries), Decimal(0))
+    assert report["summary"]["turns"] == 4
+    html_path, json_path = write(report, tmp_path / "report.html")
+    data = json.loads(json_path.read_text())
+    assert Decimal(data["summary"]["total_usd"]) == report["summary"]["total_usd"]
+    page = html_path.read_text()
+    assert "Cost by component" in page and "Plotly.newPlot" in page and "Recommendations" in page
+    ledger.close()
+
+
+async def test_cost_frames_and_metrics_match_the_turns() -> None:
+    srv = start_server(None, profile="zero")
+    try:
+        table = PriceTable.load()
+        client = await Client.connect(srv.ws_url)
+        totals = []
+        for _ in range(2):
+            result = await client.ask("hello")
+            cost = result.first("cost_update")
+            types = [r.frame.type for r in result.frames]
+            assert types[-3:] == ["metrics_update", "cost_update", "utterance_complete"]
+            chars = sum(len(f.text) for f in result.of_type("assistant_text"))  # type: ignore[attr-defined]
+            tts = table.cost("tts", "simulated:zero", Usage(characters=chars))
+            assert Decimal(cost.utterance["tts"]) == tts  # type: ignore[union-attr]
+            parts = sum(Decimal(cost.utterance[c]) for c in ("stt", "llm", "tts"))  # type: ignore[union-attr]
+            assert Decimal(cost.utterance["total_usd"]) == parts  # type: ignore[union-attr]
+            totals.append(Decimal(cost.utterance["total_usd"]))  # type: ignore[union-attr]
+            assert Decimal(cost.session_total_usd) == sum(totals)  # type: ignore[union-attr]
+            if len(totals) == 1:  # "hello" is 1 token in (chars / 4), the reply 60 tokens out
+                llm = (1 * Decimal("0.15") + 60 * Decimal("0.60")) / 1_000_000
+                assert Decimal(cost.utterance["llm"]) == llm == Decimal("0.00003615")  # type: ignore[union-attr]
+        async with httpx.AsyncClient(base_url=srv.base) as http:
+            metrics = (await http.get("/metrics")).json()
+            prom = (await http.get("/metrics/prometheus")).text
+        assert metrics["turns"] == {"completed": 2}
+        assert metrics["performance"]["ttfa_ms"]["count"] == 2
+        assert Decimal(metrics["costs"]["total_usd"]) == sum(totals)
+        assert metrics["features"]["tools"] == [
+            "generate_chart",
+            "analyze_sentiment",
+            "get_realtime_data",
+        ]
+        resources = metrics["resources"]
+        assert resources["rss_mb"]["now"] > 10 and resources["open_fds"] > 0
+        assert resources["capacity"]["by_memory"] is None or resources["capacity"]["by_memory"] > 0
+        families = {f.name: f for f in text_string_to_metric_families(prom)}
+        turns = {
+            s.labels["status"]: s.value
+            for s in families["voicewire_turns"].samples
+            if s.name.endswith("_total")
+        }
+        assert turns == {"completed": 2.0}
+        ttfa_count = [s.value for s in families["voicewire_stage_latency_seconds"].samples
+                      if s.name.endswith("_count") and s.labels["stage"] == "ttfa"]  # fmt: skip
+        assert ttfa_count == [2.0]
+        cost = {s.labels["component"]: s.value for s in families["voicewire_cost_usd"].samples}
+        assert sum(cost.values()) == pytest.approx(float(sum(totals)))
+        assert families["voicewire_sessions_connected"].samples[0].value == 1
+        await client.close()
+    finally:
+        srv.stop()
+
+
+def test_ledger_survives_a_crash(tmp_path: Path) -> None:
+    """Kill -9 the server mid-session: every completed utterance is in the ledger."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "VOICEWIRE_PROFILE": "realistic", "VOICEWIRE_DATA_DIR": str(tmp_path),
+           "VOICEWIRE_PORT": str(port), "VOICEWIRE_LOG_LEVEL": "warning"}  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "voicewire.cli", "serve"], env=env)
+    try:
+        url = f"ws://127.0.0.1:{port}/ws/multimodal"
+        completed = asyncio.run(_talk_then_start_one_more(url, turns=3))
+        proc.send_signal(signal.SIGKILL)  # mid-session, with a turn in flight
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    recorded = {e.utterance_id for e in ledger.entries()}
+    ledger.close()
+    assert set(completed) <= recorded, (completed, recorded)
+
+
+async def _talk_then_start_one_more(url: str, turns: int) -> list[str]:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client = await Client.connect(url)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)  # the subprocess is still starting
+    done = [(await client.ask(f"question {i}")).utterance_id for i in range(turns)]
+    await client.send_json({"type": "user_text", "text": "one more"})
+    await client.expect("llm_streaming")
+    return done
+
+
+def test_monitor_is_cheap_and_reports() -> None:
+    monitor = ResourceMonitor(interval_s=0.01)
+    for _ in range(50):
+        monitor.sample()
+    snap = monitor.snapshot()
+    assert snap["samples"] == 50 and snap["rss_mb"]["now"] > 0 and snap["threads"] >= 1
+    cap = monitor.capacity(sessions=10, turns=100, cpu_s_since_start=0.5, avg_turn_s=1.0)
+    assert cap["cpu_s_per_turn"] == 0.005 and "assumptions" in cap
+    # 50 samples cost far less than a millisecond each
+    assert monitor._own_cpu_s / 50 < 0.002
