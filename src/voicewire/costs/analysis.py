@@ -121,17 +121,16 @@ def recommend(summary: dict[str, Any], prices: PriceTable, volume: Volume) -> li
             continue
         usage = summary["usage"][component]
         cheaper = _cheapest_alternative(component, current, usage, prices)
+        name = current.model if current.model != "*" else f"the simulated {component.upper()}"
         if cheaper is None:
-            tips.append(
-                f"{label} is {share:.0%} of cost; {current.model} is already the cheapest listed."
-            )
+            tips.append(f"{label} is {share:.0%} of cost; {name} is already the cheapest listed.")
             continue
         alt, alt_cost = cheaper
         ratio = alt_cost / spent if spent else Decimal(0)
         saving = monthly * share * (1 - ratio)
         tips.append(
             f"{label} is {share:.0%} of cost; {alt.model} would cost {ratio:.0%} of what "
-            f"{current.model} costs for the same usage: about ${saving:,.2f} a month less at "
+            f"{name} costs for the same usage: about ${saving:,.2f} a month less at "
             f"{volume.sessions_per_day} sessions a day of {volume.minutes_per_session} minutes."
         )
     llm = summary["usage"]["llm"]

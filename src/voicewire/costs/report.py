@@ -21,7 +21,7 @@ CSS = (
     "color:#222}.cards{display:flex;flex-wrap:wrap;gap:.6rem}"
     ".card{border:1px solid #ddd;border-radius:8px;padding:.6rem 1rem;min-width:9rem}"
     ".card b{display:block;font-size:1.3rem}.card span{color:#666;font-size:.85rem}"
-    ".grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:1rem}"
+    ".grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(360px,1fr));gap:1rem}"
 )
 
 
@@ -70,12 +70,14 @@ def write(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
             labels=components, values=[float(s["by_component"][c]) for c in components], hole=0.4
         )
     )
-    pie.update_layout(title="Cost by component", template="plotly_white", height=360)
+    pie.update_layout(title="Cost by component", template="plotly_white", height=360, width=350)
     minutes = [datetime.fromtimestamp(t, UTC).strftime("%H:%M") for t in s["by_minute"]]
     line = go.Figure(
         go.Scatter(x=minutes, y=[float(v) for v in s["by_minute"].values()], mode="lines+markers")
     )
-    line.update_layout(title="Cost per minute (USD)", template="plotly_white", height=360)
+    line.update_layout(
+        title="Cost per minute (USD)", template="plotly_white", height=360, width=350
+    )
     proj = report["projection"]
     bars = go.Figure(
         go.Bar(
@@ -89,6 +91,7 @@ def write(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
         title=f"Projection: {vol['sessions_per_day']}/day x {vol['minutes_per_session']} min",
         template="plotly_white",
         height=360,
+        width=350,
     )
     charts = [
         pie.to_html(full_html=False, include_plotlyjs=True),
