@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import FastAPI, WebSocket
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from voicewire import __version__
 from voicewire.config import Settings
@@ -56,6 +59,13 @@ def create_app(
     app.state.runtime = runtime
     app.include_router(rest.router)
     app.include_router(viz.router)
+    web = Path(__file__).parent.parent / "web"
+    app.mount("/web", StaticFiles(directory=web), name="web")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        """The browser client."""
+        return FileResponse(web / "index.html")
 
     @app.websocket("/ws/multimodal")
     async def multimodal(ws: WebSocket) -> None:
