@@ -91,7 +91,8 @@ async def test_typed_request_draws_a_chart(browser: Browser, model_server: Runni
     await page.press("#text", "Enter")
     await page.wait_for_selector(".chart .pielayer .slice", timeout=WAIT_MS)
     assert await page.locator(".chart .pielayer .slice").count() == 3
-    assert "generate_chart" in await page.inner_text(".tool")
+    card = await page.inner_text(".tool")
+    assert "generate_chart" in card and '"apples","oranges","bananas"' in card and " ms → " in card
     assert await page.locator("#charts li").count() == 1
     await page.wait_for_function("window.vw.samplesScheduled > 0", timeout=WAIT_MS)
     user = await page.inner_text(".turn .user")

@@ -77,13 +77,18 @@ function onFrame(f) {
     case "stt_complete":
       t.user.textContent = f.text;
       break;
-    case "tool_call_start":
-      t.tools[f.call_id] = addEl(t.body, "div", "tool", `⚙ ${f.name}(${JSON.stringify(f.arguments)}) …`);
+    case "tool_call_start": {
+      const card = addEl(t.body, "div", "tool");
+      card.dataset.args = JSON.stringify(f.arguments);
+      card.textContent = `⚙ ${f.name}(${card.dataset.args}) …`;
+      t.tools[f.call_id] = card;
       break;
+    }
     case "tool_call_complete": {
       const card = t.tools[f.call_id] || addEl(t.body, "div", "tool");
       const outcome = f.error ? `<span class="err">${esc(f.error)}</span>` : esc(brief(f.result));
-      card.innerHTML = `⚙ <b>${esc(f.name)}</b> ${f.duration_ms.toFixed(0)} ms → ${outcome}`;
+      card.innerHTML = `⚙ <b>${esc(f.name)}</b>(<code>${esc(card.dataset.args || "")}</code>) ` +
+        `${f.duration_ms.toFixed(0)} ms → ${outcome}`;
       break;
     }
     case "assistant_text":
