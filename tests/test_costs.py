@@ -98,11 +98,10 @@ def _entries(tts_provider: str, tts_chars: int, llm_out: int, prices: PriceTable
     for i in range(4):
         tts = Usage(characters=tts_chars)
         llm = Usage(input_tokens=300, output_tokens=llm_out)
-        out.append(Entry(t + i * 30, "s1", f"u{i}", "tts", tts_provider, characters=tts_chars,
-                         cost_usd=prices.cost("tts", tts_provider, tts)))  # fmt: skip
+        tts_cost = prices.cost("tts", tts_provider, tts)
         llm_cost = prices.cost("llm", "openai:gpt-4o", llm)
-        out.append(Entry(t + i * 30, "s1", f"u{i}", "llm", "openai:gpt-4o", input_tokens=300,
-                         output_tokens=llm_out, cost_usd=llm_cost))  # fmt: skip
+        out.append(Entry(t + i * 30, "s1", f"u{i}", "tts", tts_provider, tts, cost_usd=tts_cost))
+        out.append(Entry(t + i * 30, "s1", f"u{i}", "llm", "openai:gpt-4o", llm, cost_usd=llm_cost))
     return out
 
 

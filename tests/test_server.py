@@ -325,3 +325,34 @@ async def test_rest_endpoints(fake_server: Make) -> None:
         assert (await http.post("/stt-test")).status_code == 422
         assert (await http.get("/docs")).status_code == 200
     await client.close()
+
+
+async def test_idle_sessions_are_closed_then_forgotten(fake_server: Make) -> None:
+    srv = fake_server(idle_timeout_s=1.0, session_ttl_s=1.0)
+    async with connect(srv.ws_url) as ws:
+        init = await recv(ws)
+        error = await recv(ws, timeout=10)  # nothing sent: the sweeper closes the connection
+        assert error.type == "error" and error.code == "idle_timeout"  # type: ignore[attr-defined]
+        await asyncio.wait_for(ws.wait_closed(), 10)
+        assert ws.close_code == 1000
+    async with httpx.AsyncClient(base_url=srv.base) as http:
+        deadline = time.monotonic() + 10
+        status = 200
+        while status == 200 and time.monotonic() < deadline:  # kept for the TTL, then forgotten
+            status = (await http.get(f"/session/{init.session_id}")).status_code
+            await asyncio.sleep(0.05)
+        assert status == 404
+
+
+async def test_a_busy_session_is_not_closed_as_idle(fake_server: Make, fakes: Fakes) -> None:
+    fakes.llm.steps = [FakeLLMStep("Thinking", hang_after_tokens=1)]
+    srv = fake_server(idle_timeout_s=0.5)
+    client = await Client.connect(srv.ws_url)
+    await client.send_json({"type": "user_text", "text": "a long task"})
+    await client.expect("llm_streaming")
+    # the elapsed silence is the input under test: three idle timeouts, several sweeps
+    await asyncio.sleep(1.5)
+    await client.send_json({"type": "ping", "ref": "later"})
+    while (frame := (await client.next_frame(10)).frame).type != "pong":
+        assert frame.type != "error", frame
+    await client.close()

@@ -44,10 +44,10 @@ class Accountant:
             by_component[component] = cost
             if u != Usage() or cost:
                 entries.append(
-                    Entry(now, session.id, utterance_id, component, names[component],
-                          u.input_tokens, u.cached_tokens, u.output_tokens, u.characters,
-                          u.audio_seconds, u.cpu_seconds, 0, cost)
-                )  # fmt: skip
+                    Entry(
+                        now, session.id, utterance_id, component, names[component], u, cost_usd=cost
+                    )
+                )
         if tool_calls:
             entries.append(
                 Entry(now, session.id, utterance_id, "tools", "local", tool_calls=tool_calls)

@@ -29,17 +29,6 @@ class Volume:
     minutes_per_session: Decimal = Decimal(3)
 
 
-def _usage(e: Entry) -> Usage:
-    return Usage(
-        e.input_tokens,
-        e.cached_tokens,
-        e.output_tokens,
-        e.characters,
-        e.audio_seconds,
-        e.cpu_seconds,
-    )
-
-
 def summarize(entries: Iterable[Entry]) -> dict[str, Any]:
     """Totals by component, session and minute; turns; efficiency figures."""
     by_component: dict[str, Decimal] = defaultdict(Decimal)
@@ -60,7 +49,7 @@ def summarize(entries: Iterable[Entry]) -> dict[str, Any]:
             providers[e.component] = e.provider
             u = usage[e.component]
             for name in Usage.__slots__:  # type: ignore[attr-defined]
-                setattr(u, name, getattr(u, name) + getattr(_usage(e), name))
+                setattr(u, name, getattr(u, name) + getattr(e.usage, name))
     total = sum(by_component.values(), Decimal(0))
     turns = len(utterances)
     # a session lasts at least one minute: short test sessions must not inflate cost per minute

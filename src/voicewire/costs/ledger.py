@@ -15,9 +15,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+
+from voicewire.providers.base import Usage
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -48,14 +50,20 @@ class Entry:
     utterance_id: str
     component: str
     provider: str
-    input_tokens: int = 0
-    cached_tokens: int = 0
-    output_tokens: int = 0
-    characters: int = 0
-    audio_seconds: float = 0.0
-    cpu_seconds: float = 0.0
+    usage: Usage = field(default_factory=Usage)
     tool_calls: int = 0
     cost_usd: Decimal = Decimal(0)
+
+    def row(self) -> tuple[object, ...]:
+        u = self.usage
+        return (self.ts, self.session_id, self.utterance_id, self.component, self.provider,
+                u.input_tokens, u.cached_tokens, u.output_tokens, u.characters,
+                u.audio_seconds, u.cpu_seconds, self.tool_calls, str(self.cost_usd))  # fmt: skip
+
+    @classmethod
+    def from_row(cls, row: tuple[object, ...]) -> Entry:
+        usage = Usage(*row[5:11])  # type: ignore[arg-type]
+        return cls(*row[:5], usage=usage, tool_calls=row[11], cost_usd=Decimal(row[12]))  # type: ignore[arg-type]
 
 
 _Batch = tuple[list[Entry], asyncio.AbstractEventLoop, asyncio.Future[None]]
@@ -101,7 +109,7 @@ class Ledger:
                     self._queue.put(None)
                     break
                 batch.append(item)
-            rows = [(*astuple(e)[:-1], str(e.cost_usd)) for entries, _, _ in batch for e in entries]
+            rows = [e.row() for entries, _, _ in batch for e in entries]
             error: Exception | None = None
             try:
                 with db:
@@ -131,11 +139,14 @@ class Ledger:
             query += " WHERE " + " AND ".join(clauses)
         with self._connect() as db:
             for row in db.execute(query + " ORDER BY id", args):
-                yield Entry(*row[:-1], cost_usd=Decimal(row[-1]))
+                yield Entry.from_row(row)
 
 
-_COLUMNS = ", ".join(Entry.__slots__)  # type: ignore[attr-defined]
-_MARKS = ", ".join("?" for _ in Entry.__slots__)  # type: ignore[attr-defined]
+_COLUMNS = (
+    "ts, session_id, utterance_id, component, provider, input_tokens, cached_tokens, "
+    "output_tokens, characters, audio_seconds, cpu_seconds, tool_calls, cost_usd"
+)
+_MARKS = ", ".join("?" for _ in _COLUMNS.split(","))
 
 
 def _settle(done: asyncio.Future[None], error: Exception | None) -> None:

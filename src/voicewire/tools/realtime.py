@@ -45,18 +45,21 @@ def random_walk(seed: int, points: int, start: float, step: float) -> list[float
     return out
 
 
+def _simulated(
+    metric: str, unit: str, values: list[float], step: str, **names: str
+) -> dict[str, Any]:
+    """A simulated feed's result: marked simulated, the last value, and a chartable series."""
+    n = len(values)
+    labels = [f"{step}-{n - 1 - i}" for i in range(n)]
+    return {"metric": metric, **names, "simulated": True, "unit": unit, "value": values[-1],
+            "series": {"labels": labels, "values": values}}  # fmt: skip
+
+
 def simulated_stock(symbol: str, points: int) -> dict[str, Any]:
     seed = _seed("stock", symbol)
     start = 20 + (seed % 48000) / 100  # a stable price level per symbol, 20..500
     prices = random_walk(seed, points, start, start * 0.01)
-    return {
-        "metric": "stock",
-        "symbol": symbol.upper(),
-        "simulated": True,
-        "unit": "USD",
-        "value": prices[-1],
-        "series": {"labels": [f"t-{points - 1 - i}" for i in range(points)], "values": prices},
-    }
+    return _simulated("stock", "USD", prices, "t", symbol=symbol.upper())
 
 
 def simulated_temperature(location: str, points: int) -> dict[str, Any]:
@@ -67,14 +70,7 @@ def simulated_temperature(location: str, points: int) -> dict[str, Any]:
         round(base + 4 * math.sin(2 * math.pi * i / 24) + rng.gauss(0, 0.6), 1)
         for i in range(points)
     ]
-    return {
-        "metric": "temperature",
-        "location": location.title(),
-        "simulated": True,
-        "unit": "C",
-        "value": values[-1],
-        "series": {"labels": [f"h-{points - 1 - i}" for i in range(points)], "values": values},
-    }
+    return _simulated("temperature", "C", values, "h", location=location.title())
 
 
 def host_metric(metric: str) -> dict[str, Any]:
