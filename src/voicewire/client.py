@@ -20,7 +20,6 @@ from voicewire.protocol import (
     Error,
     Init,
     ServerFrame,
-    TtsChunk,
     decode_audio_frame,
     parse_server_frame,
 )
@@ -194,7 +193,3 @@ class Client:
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await self._reader
         await self.ws.close()
-
-
-def is_audio_frame(frame: ServerFrame) -> bool:
-    return isinstance(frame, TtsChunk)
