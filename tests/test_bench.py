@@ -74,3 +74,16 @@ def test_bench_smoke_run_every_turn_succeeds(tmp_path: Path) -> None:
     html = out.with_suffix(".html")
     assert html.exists() and "plotly" in html.read_text()[:5000].lower()
     assert (tmp_path / "plotly.min.js").exists()  # the report opens offline
+
+
+async def test_a_turn_budget_ends_the_level() -> None:
+    from tests.conftest import start_server
+    from voicewire.bench.loadgen import LevelConfig, run_level
+
+    srv = start_server(None, profile="zero")
+    try:
+        cfg = LevelConfig(url=srv.ws_url, concurrency=3, duration_s=60, turns=7)
+        stats = await run_level(cfg)
+    finally:
+        srv.stop()
+    assert stats.turns == 7 and not stats.errors and stats.window_s < 60

@@ -17,6 +17,7 @@ from tests.conftest import Fakes, RunningServer, check_invariants
 from voicewire.audio import encode_wav
 from voicewire.client import Client
 from voicewire.protocol import ServerFrame, parse_server_frame
+from voicewire.providers.base import Providers
 from voicewire.providers.fake import FakeLLMStep
 
 Make = Callable[..., RunningServer]
@@ -356,3 +357,32 @@ async def test_a_busy_session_is_not_closed_as_idle(fake_server: Make, fakes: Fa
     while (frame := (await client.next_frame(10)).frame).type != "pong":
         assert frame.type != "error", frame
     await client.close()
+
+
+async def test_health_says_starting_until_the_models_are_ready(fakes: Fakes) -> None:
+    import threading
+
+    from tests.conftest import start_server
+    from voicewire.config import Settings
+    from voicewire.providers.runner import ModelRunner
+
+    release = threading.Event()
+
+    def slow_models(settings: Settings, runner: ModelRunner) -> Providers:
+        release.wait(30)  # "loading": held until the test has seen /health say so
+        return fakes.providers
+
+    srv = start_server(slow_models)  # type: ignore[arg-type]
+    try:
+        async with httpx.AsyncClient(base_url=srv.base) as http:
+            starting = await http.get("/health")
+            assert starting.status_code == 503 and starting.json()["status"] == "starting"
+            assert starting.json()["models"] is None
+            release.set()
+            client = await Client.connect(srv.ws_url)  # init comes once the models are ready
+            ready = await http.get("/health")
+            assert ready.status_code == 200 and ready.json()["status"] == "ready"
+            await client.close()
+    finally:
+        release.set()
+        srv.stop()

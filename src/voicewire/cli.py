@@ -151,6 +151,9 @@ def _levels(text: str) -> list[int]:
 def bench_run(
     levels: Annotated[str, typer.Option(help="Concurrency levels")] = "1,5,10,25,50",
     duration: Annotated[float, typer.Option(help="Measured seconds per level")] = 30.0,
+    turns: Annotated[
+        int | None, typer.Option(help="Measured turns per level instead (duration still caps it)")
+    ] = None,
     think_time: Annotated[float, typer.Option(help="Seconds between a session's turns")] = 0.0,
     input_kind: Annotated[str, typer.Option("--input", help="text or audio")] = "text",
     profile: Annotated[
@@ -176,7 +179,7 @@ def bench_run(
     server_env = dict(item.split("=", 1) for item in env or [])
     result = run(
         _levels(levels), duration, think_time, input_kind, profile, url, server_pid,
-        server_cpus, restart_per_level, server_env, turn_timeout,
+        server_cpus, restart_per_level, server_env, turn_timeout, turns,
     )  # fmt: skip
     html = write_report(result, out)
     console.print(f"wrote {out} and {html}")

@@ -34,6 +34,7 @@ class LevelConfig:
     url: str
     concurrency: int
     duration_s: float = 30.0
+    turns: int | None = None  # stop after this many measured turns instead (duration still caps)
     think_time_s: float = 0.0
     turn_timeout_s: float = 60.0
     warmup_turns: int = 1
@@ -131,6 +132,7 @@ async def run_level(
     gate = asyncio.Semaphore(cfg.max_handshakes)
     warm = asyncio.Barrier(cfg.concurrency + 1)
     window: dict[str, float] = {}
+    started = [0]  # measured turns begun, for a turn budget
     setup_start = time.perf_counter()
 
     async def session(index: int) -> None:
@@ -145,6 +147,10 @@ async def run_level(
         if cfg.think_time_s:  # spread the sessions over one think time: no thundering herd
             await asyncio.sleep(random.Random(index).uniform(0, cfg.think_time_s))
         while time.perf_counter() < window["end"]:
+            if cfg.turns is not None:
+                if started[0] >= cfg.turns:
+                    break
+                started[0] += 1
             try:
                 if ws is None:
                     ws = await open_session(cfg, gate)

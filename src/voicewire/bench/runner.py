@@ -119,6 +119,7 @@ def run(
     restart_per_level: bool,
     server_env: dict[str, str],
     turn_timeout_s: float,
+    turns: int | None = None,
 ) -> dict[str, Any]:
     raise_fd_limit()
     env = {"VOICEWIRE_PROFILE": profile, **server_env}
@@ -129,6 +130,7 @@ def run(
             url=ws_url,
             concurrency=level,
             duration_s=duration_s,
+            turns=turns,
             think_time_s=think_time_s,
             turn_timeout_s=turn_timeout_s,
             input=input_kind,
@@ -155,6 +157,7 @@ def run(
         "settings": {
             "profile": profile,
             "duration_s": duration_s,
+            "turns": turns,
             "think_time_s": think_time_s,
             "input": input_kind,
             "server_cpus": server_cpus,
