@@ -250,3 +250,25 @@ def test_monitor_is_cheap_and_reports() -> None:
     assert cap["cpu_s_per_turn"] == 0.005 and "assumptions" in cap
     # 50 samples cost far less than a millisecond each
     assert monitor._own_cpu_s / 50 < 0.002
+
+
+async def test_a_failing_ledger_never_breaks_the_conversation(tmp_path: Path) -> None:
+    srv = start_server(None, profile="zero", data_dir=tmp_path)
+    try:
+        client = await Client.connect(srv.ws_url)
+        ledger = srv.app.state.runtime.ledger
+
+        async def broken(entries: list[Entry]) -> None:
+            raise OSError("disk full")
+
+        ledger.record = broken  # the disk fills up mid-session
+        first = await client.ask("hello")
+        second = await client.ask("hello again")
+        assert first.status == second.status == "completed"
+        assert first.first("cost_update") is not None  # still priced, just not persisted
+        async with httpx.AsyncClient(base_url=srv.base) as http:
+            metrics = (await http.get("/metrics")).json()
+        assert metrics["costs"]["ledger_failures"] == 2
+        await client.close()
+    finally:
+        srv.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from decimal import Decimal
 
@@ -11,6 +12,7 @@ from voicewire.protocol import CostUpdate
 from voicewire.providers.base import Providers, Usage
 from voicewire.session import Session
 
+log = logging.getLogger(__name__)
 CENT_DIGITS = Decimal("0.0000000001")  # shown to 1e-10 USD; stored exactly
 
 
@@ -23,6 +25,7 @@ class Accountant:
         self.prices = prices
         self.ledger = ledger
         self.totals: dict[str, Decimal] = dict.fromkeys((*COMPONENTS, "tools"), Decimal(0))
+        self.ledger_failures = 0  # reported in /metrics
 
     async def account(
         self,
@@ -53,7 +56,11 @@ class Accountant:
                 Entry(now, session.id, utterance_id, "tools", "local", tool_calls=tool_calls)
             )
         if self.ledger is not None:
-            await self.ledger.record(entries)
+            try:
+                await self.ledger.record(entries)
+            except Exception:  # bookkeeping must never break a conversation
+                self.ledger_failures += 1
+                log.exception("could not persist the cost of %s", utterance_id)
         total = sum(by_component.values(), Decimal(0))
         for component, cost in by_component.items():
             self.totals[component] += cost

@@ -64,6 +64,7 @@ async def metrics(request: Request) -> dict[str, Any]:
             "by_component": {k: str(v) for k, v in totals.items()},
             "usd_per_turn": str(cost / turns) if turns else None,
             "ledger": str(rt.ledger.path) if rt.ledger else None,
+            "ledger_failures": rt.accountant.ledger_failures,
         },
         "features": {
             "providers": rt.providers.describe() if rt.providers else None,
