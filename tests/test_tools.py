@@ -251,3 +251,23 @@ async def test_agent_asks_two_things_at_once() -> None:
     )
     reply = rec.of("llm_complete")[0].text
     assert reply.startswith("CPU usage on this server is") and "Memory use is" in reply
+
+
+async def test_a_tool_result_that_is_not_json_still_reaches_everyone() -> None:
+    import datetime
+
+    import numpy as np
+
+    async def odd(_: SleepArgs) -> ToolOutput:
+        return ToolOutput(
+            {"when": datetime.date(2026, 11, 26), "x": np.float32(1.5), "tags": {"a"}}
+        )
+
+    calls = [ToolCallRequest("c1", "odd", {})]
+    llm = FakeLLM([FakeLLMStep(tool_calls=calls), FakeLLMStep("Done.")])
+    turn, rec, _ = make_turn(llm, tools=ToolRegistry([Tool("odd", "odd", SleepArgs, odd)]))
+    assert await turn.run() == "completed"
+    result = rec.of("tool_call_complete")[0].result
+    assert result == {"when": "2026-11-26", "x": "1.5", "tags": "{'a'}"}
+    for frame in rec.frames:
+        frame.to_json()  # every frame the client gets can be encoded

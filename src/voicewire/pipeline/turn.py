@@ -298,7 +298,8 @@ class Turn:
         try:
             async with asyncio.timeout(self.cfg.tool_timeout_s):
                 output = await self.tools.call(call.name, call.arguments)
-            result = output.result
+            # JSON-safe from here on: a tool may return numpy numbers, datetimes, sets...
+            result = json.loads(json.dumps(output.result, default=str))
             if output.figure is not None:
                 await self._add_figure(Figure(call.call_id, output.figure))
         except TimeoutError:

@@ -101,11 +101,13 @@ class Connection:
         async with self._send_lock:
             self._seq += 1
             frame.seq = self._seq
+            # serialise outside the try: a frame that cannot be encoded is a bug, not a dead socket
+            data = frame.to_json() if pcm is None else encode_audio_frame(frame, pcm)  # type: ignore[arg-type]
             try:
-                if pcm is None:
-                    await self.ws.send_text(frame.to_json())
+                if isinstance(data, str):
+                    await self.ws.send_text(data)
                 else:
-                    await self.ws.send_bytes(encode_audio_frame(frame, pcm))  # type: ignore[arg-type]
+                    await self.ws.send_bytes(data)
             except Exception:
                 self._closed = True
 
