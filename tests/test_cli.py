@@ -36,6 +36,9 @@ def test_talk_text_prints_the_timeline_and_saves_the_reply(
     for frame in ("ack", "llm_start", "tts_chunk", "assistant_text", "utterance_complete"):
         assert frame in done.stdout
     assert "(completed)" in done.stdout
+    uid = done.stdout.split("utterance ", 1)[1].split(" ", 1)[0]
+    rows = [line for line in done.stdout.splitlines() if "tts_chunk" in line]
+    assert rows and all(uid in row for row in rows)  # every row names its utterance
     with wave.open(str(out)) as w:
         assert w.getframerate() == 16000 and w.getnframes() > 1000
 

@@ -79,13 +79,14 @@ def talk(
         pcm = resample_pcm16(clip, rate, INPUT_SAMPLE_RATE)
     result, rate = asyncio.run(_talk(url, text, pcm, realtime))
     table = Table(title=f"utterance {result.utterance_id} ({result.status})")
-    for column in ("ms", "seq", "frame", "offset_ms", "detail"):
-        table.add_column(column, justify="left" if column == "detail" else "right")
+    for column in ("ms since send", "seq", "frame", "utterance", "offset_ms", "detail"):
+        table.add_column(column, justify="left" if column in ("detail", "utterance") else "right")
     for r in result.frames:
         f = r.frame
         offset = getattr(f, "offset_ms", None)
         shown = "" if offset is None else f"{offset:.0f}"
-        table.add_row(f"{r.at_ms:.1f}", str(f.seq), f.type, shown, _detail(f.model_dump()))
+        uid = f.utterance_id or ""
+        table.add_row(f"{r.at_ms:.1f}", str(f.seq), f.type, uid, shown, _detail(f.model_dump()))
     console.print(table)
     audio = result.audio
     if out is not None and audio:
