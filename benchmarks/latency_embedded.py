@@ -33,7 +33,6 @@ from voicewire.audio import resample_pcm16
 from voicewire.client import Client
 from voicewire.metrics import percentile
 from voicewire.protocol import INPUT_SAMPLE_RATE, StageTimings
-from voicewire.providers.base import Usage
 from voicewire.providers.local.piper import PiperTTS
 from voicewire.providers.runner import ModelRunner
 
@@ -75,7 +74,7 @@ async def synthesize_questions() -> list[bytes]:
     tts = PiperTTS(runner)  # natural (non-deterministic) prosody, as people vary
     clips = []
     for text in QUESTIONS:
-        pcm = b"".join([c async for c in tts.synthesize(text, Usage())])
+        pcm = b"".join([c async for c in tts.synthesize(text) if isinstance(c, bytes)])
         clips.append(trim_trailing_silence(resample_pcm16(pcm, tts.sample_rate, INPUT_SAMPLE_RATE)))
     runner.shutdown()
     return clips

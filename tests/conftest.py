@@ -37,16 +37,12 @@ class RunningServer:
         self.thread.join(timeout=20)
 
 
-def start_server(providers: Providers | None = None, **overrides: Any) -> RunningServer:
-    """Serve the app with real uvicorn on a pre-bound loopback socket.
+def serve(app: Any, ws_max_size: int = 16 * 1024 * 1024) -> RunningServer:
+    """Serve an ASGI app with real uvicorn on a pre-bound loopback socket.
 
     Binding first means the socket accepts connections before uvicorn's loop runs, so tests
     connect without waiting or polling for start-up.
     """
-    overrides.setdefault("warmup", False)
-    overrides.setdefault("data_dir", Path(tempfile.mkdtemp(prefix="voicewire-test-")))
-    settings = Settings(**overrides)
-    app = create_app(settings, providers=providers)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -55,7 +51,7 @@ def start_server(providers: Providers | None = None, **overrides: Any) -> Runnin
     config = uvicorn.Config(
         app,
         log_level="warning",
-        ws_max_size=settings.max_frame_bytes * 2,
+        ws_max_size=ws_max_size,
         ws_per_message_deflate=False,
         lifespan="on",
     )
@@ -63,6 +59,14 @@ def start_server(providers: Providers | None = None, **overrides: Any) -> Runnin
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     return RunningServer(f"http://127.0.0.1:{port}", app, server, thread)
+
+
+def start_server(providers: Providers | None = None, **overrides: Any) -> RunningServer:
+    """The voicewire app on ``serve``; settings from ``overrides``, models not warmed."""
+    overrides.setdefault("warmup", False)
+    overrides.setdefault("data_dir", Path(tempfile.mkdtemp(prefix="voicewire-test-")))
+    settings = Settings(**overrides)
+    return serve(create_app(settings, providers=providers), settings.max_frame_bytes * 2)
 
 
 @dataclass

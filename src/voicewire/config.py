@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -33,13 +33,17 @@ def _toml_path() -> Path | None:
 class Settings(BaseSettings):
     """Everything the server can be told; defaults serve the embedded offline models."""
 
-    model_config = SettingsConfigDict(env_prefix="VOICEWIRE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="VOICEWIRE_", extra="ignore", populate_by_name=True
+    )
 
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
 
-    # Providers, as "kind" or "kind:model". The embedded defaults need no key and no network.
+    # Providers, as "kind" or "kind:model"; a comma-separated list is a fallback chain, tried
+    # in order (e.g. "openai:gpt-4o-mini,local"). The embedded defaults need no key and no
+    # network. Every kind, model and setting: docs/providers.md.
     stt: str = "local"
     llm: str = "local"
     tts: str = "local"
@@ -49,12 +53,61 @@ class Settings(BaseSettings):
     sim_tool_call: bool = False  # the simulated LLM calls one (simulated-data) tool first
 
     @model_validator(mode="after")
-    def _apply_profile(self) -> Settings:
+    def _resolve(self) -> Settings:
         if self.profile:
             for stage in ("stt", "llm", "tts"):
                 if getattr(self, stage) == "local":
                     setattr(self, stage, f"simulated:{self.profile}")
+        if self.speculative_stt_ms is None:  # free for embedded STT; paid twice in the cloud
+            first = self.stt.split(",")[0].partition(":")[0].strip()
+            self.speculative_stt_ms = 120 if first in ("local", "simulated") else 0
         return self
+
+    # Cloud and self-hosted providers. Keys come from the providers' usual environment
+    # variables (or VOICEWIRE_-prefixed ones); they are secrets and never printed.
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("VOICEWIRE_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    openai_base_url: str = Field(
+        default="https://api.openai.com/v1",
+        validation_alias=AliasChoices("VOICEWIRE_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
+    )
+    elevenlabs_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("VOICEWIRE_ELEVENLABS_API_KEY", "ELEVENLABS_API_KEY"),
+    )
+    elevenlabs_base_url: str = "https://api.elevenlabs.io"
+    # An OpenAI-compatible server (Ollama, vLLM, llama.cpp server, speaches...) for the
+    # "openai-compatible" kind, e.g. http://localhost:11434/v1; most need no key.
+    compat_base_url: str | None = None
+    compat_api_key: SecretStr | None = None
+    # What cloud LLMs are told; the embedded agent has its own rules.
+    system_prompt: str = (
+        "You are a helpful voice assistant. Your replies are spoken aloud: answer in one to "
+        "three short sentences of plain speech, with no lists, markdown, emoji or URLs. Use "
+        "the tools when they help: charts for data the user wants to see, sentiment analysis, "
+        "live system figures."
+    )
+    llm_max_tokens: int | None = Field(default=None, ge=1)
+    stt_language: str | None = "en"  # a hint for cloud STT; None lets it detect
+    tts_voice: str | None = None  # None: the provider's default (docs/providers.md)
+    # Rate requested from cloud TTS that offer a choice (ElevenLabs); OpenAI's PCM is 24 kHz.
+    tts_sample_rate: Literal[16000, 22050, 24000, 44100] = 24000
+    # Resample all reply audio to this rate (e.g. 8000 for telephony); None: the TTS's own.
+    output_sample_rate: int | None = Field(default=None, ge=8000, le=48000)
+    # Failure handling for network providers: connect and read timeouts (a read timeout is
+    # the longest wait for the first or the next byte), retries with exponential backoff and
+    # jitter on 429/5xx/timeouts before anything streamed (a Retry-After longer than
+    # provider_retry_max_wait_s is not waited for: the chain falls back instead), and a
+    # breaker that skips a provider for a while after consecutive failures.
+    provider_connect_timeout_s: float = Field(default=3.0, gt=0, le=120)
+    stt_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    llm_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    tts_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    provider_retries: int = Field(default=2, ge=0, le=10)
+    provider_retry_max_wait_s: float = Field(default=2.0, ge=0, le=120)
+    breaker_failures: int = Field(default=3, ge=1, le=1000)
+    breaker_cooldown_s: float = Field(default=30.0, ge=0)
 
     # Model work runs in a thread pool of this many workers, shared by every session.
     model_workers: int = Field(default=2, ge=1, le=64)
@@ -74,8 +127,9 @@ class Settings(BaseSettings):
     # Frames quieter than this RMS (int16 units; 150 is about -47 dBFS) are never speech.
     vad_energy_floor: float = Field(default=150.0, ge=0)
     # Start transcribing speculatively after this much silence; the result is used if the
-    # user does not speak again before the turn ends.
-    speculative_stt_ms: int = Field(default=120, ge=0, le=5000)
+    # user does not speak again before the turn ends. Default: 120 for embedded STT, 0 (off)
+    # for network STT, where every speculative call is billed.
+    speculative_stt_ms: int | None = Field(default=None, ge=0, le=5000)
 
     # Tools: calls of one LLM step run concurrently, each bounded by this timeout.
     tool_timeout_s: float = Field(default=10.0, gt=0, le=600)

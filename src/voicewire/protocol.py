@@ -309,6 +309,19 @@ class CostUpdate(ServerFrame):
     usd_per_minute: str
 
 
+class ProviderFallback(ServerFrame):
+    """A provider failed before it streamed anything; the next in its chain took over.
+
+    Not an error: the utterance goes on. Clients may show it; operators watch for it.
+    """
+
+    type: Literal["provider_fallback"] = "provider_fallback"
+    stage: Literal["stt", "llm", "tts"]
+    failed: str
+    reason: str
+    used: str
+
+
 class UtteranceCancelled(ServerFrame):
     type: Literal["utterance_cancelled"] = "utterance_cancelled"
 
@@ -344,6 +357,7 @@ SERVER_FRAME_CLASSES: tuple[type[ServerFrame], ...] = (
     AssistantText,
     MetricsUpdate,
     CostUpdate,
+    ProviderFallback,
     UtteranceCancelled,
     UtteranceComplete,
 )

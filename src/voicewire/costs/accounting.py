@@ -9,7 +9,7 @@ from decimal import Decimal
 from voicewire.costs.ledger import Entry, Ledger
 from voicewire.costs.prices import COMPONENTS, PriceTable
 from voicewire.protocol import CostUpdate
-from voicewire.providers.base import Providers, Usage
+from voicewire.providers.base import Usage
 from voicewire.session import Session
 
 log = logging.getLogger(__name__)
@@ -31,25 +31,23 @@ class Accountant:
         self,
         session: Session,
         utterance_id: str,
-        usage: dict[str, Usage],
+        calls: dict[tuple[str, str], Usage],
         tool_calls: int,
-        providers: Providers,
         started_at: float,
     ) -> CostUpdate:
-        """Price this utterance, persist it, update the session; return its ``cost_update``."""
+        """Price this utterance, persist it, update the session; return its ``cost_update``.
+
+        ``calls`` maps (stage, provider) to usage: a stage that fell back is priced per provider.
+        """
         now = time.time()
-        names = providers.describe()
         entries = []
-        by_component: dict[str, Decimal] = {}
-        for component in COMPONENTS:
-            u = usage[component]
-            cost = self.prices.cost(component, names[component], u)
-            by_component[component] = cost
+        by_component: dict[str, Decimal] = dict.fromkeys(COMPONENTS, Decimal(0))
+        for (component, provider), u in calls.items():
+            cost = self.prices.cost(component, provider, u)
+            by_component[component] += cost
             if u != Usage() or cost:
                 entries.append(
-                    Entry(
-                        now, session.id, utterance_id, component, names[component], u, cost_usd=cost
-                    )
+                    Entry(now, session.id, utterance_id, component, provider, u, cost_usd=cost)
                 )
         if tool_calls:
             entries.append(

@@ -27,6 +27,7 @@ from voicewire.protocol import (
     LlmComplete,
     LlmStart,
     LlmStreaming,
+    ProviderFallback,
     ServerFrame,
     StageTimings,
     SttComplete,
@@ -41,6 +42,7 @@ from voicewire.protocol import (
     VizStart,
 )
 from voicewire.providers.base import (
+    Fallback,
     Message,
     ProviderError,
     Providers,
@@ -106,19 +108,19 @@ class TurnRequest:
 
 @dataclass(slots=True)
 class TurnUsage:
-    stt: Usage = field(default_factory=Usage)
-    llm: Usage = field(default_factory=Usage)
-    tts: Usage = field(default_factory=Usage)
+    """What the turn used, per stage and provider: with fallback, one stage may use two."""
+
+    calls: dict[tuple[str, str], Usage] = field(default_factory=dict)
     tool_calls: int = 0
+
+    def add(self, stage: str, provider: str, usage: Usage) -> None:
+        total = self.calls.setdefault((stage, provider), Usage())
+        for name in Usage.__slots__:  # type: ignore[attr-defined]
+            setattr(total, name, getattr(total, name) + getattr(usage, name))
 
 
 def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 2)
-
-
-def _add_usage(total: Usage, part: Usage) -> None:
-    for name in Usage.__slots__:  # type: ignore[attr-defined]
-        setattr(total, name, getattr(total, name) + getattr(part, name))
 
 
 class Turn:
@@ -183,6 +185,17 @@ class Turn:
         self.req.record.error = f"{code}: {message}"
         await self.out.send(Error(utterance_id=self.uid, code=code, stage=stage, message=message))
 
+    async def _fell_back(self, f: Fallback) -> None:
+        await self.out.send(
+            ProviderFallback(
+                utterance_id=self.uid,
+                stage=f.stage,  # type: ignore[arg-type]
+                failed=f.failed,
+                reason=f.reason,
+                used=f.used,
+            )
+        )
+
     # ------------------------------------------------------------------ STT
 
     async def _transcribe(self) -> str | None:
@@ -200,7 +213,9 @@ class Turn:
             await self._fail(ErrorCode.STT_FAILED, "stt", _reason(exc))
             return None
         self.timings.stt_ms = _ms(start)
-        self.usage.stt = transcript.usage
+        for fallback in transcript.fallbacks:
+            await self._fell_back(fallback)
+        self.usage.add("stt", transcript.provider or self.p.stt.name, transcript.usage)
         text = transcript.text.strip()
         await self.out.send(
             SttComplete(utterance_id=self.uid, text=text, duration_ms=self.timings.stt_ms)
@@ -238,7 +253,9 @@ class Turn:
                     elif isinstance(event, ToolCallRequest):
                         calls.append(event)
                     elif isinstance(event, UsageReport):
-                        _add_usage(self.usage.llm, event.usage)
+                        self.usage.add("llm", event.provider or self.p.llm.name, event.usage)
+                    elif isinstance(event, Fallback):
+                        await self._fell_back(event)
                 if calls and not offer:  # no tools were offered: a call now is not honoured
                     calls = []
                 if not calls:
@@ -296,6 +313,8 @@ class Turn:
         result: Any = None
         error: str | None = None
         try:
+            if call.invalid_arguments is not None:  # the model may correct itself next round
+                raise ToolError(f"arguments are not a JSON object: {call.invalid_arguments[:200]}")
             async with asyncio.timeout(self.cfg.tool_timeout_s):
                 output = await self.tools.call(call.name, call.arguments)
             # JSON-safe from here on: a tool may return numpy numbers, datetimes, sets...
@@ -355,7 +374,13 @@ class Turn:
             caption: str | None = sentence  # sent with the sentence's first chunk
             pending = b""
             try:
-                async for pcm in self.p.tts.synthesize(sentence, self.usage.tts):
+                async for pcm in self.p.tts.synthesize(sentence):
+                    if isinstance(pcm, UsageReport):
+                        self.usage.add("tts", pcm.provider or self.p.tts.name, pcm.usage)
+                        continue
+                    if isinstance(pcm, Fallback):
+                        await self._fell_back(pcm)
+                        continue
                     pending += pcm
                     full = len(pending) - len(pending) % chunk_bytes
                     for i in range(0, full, chunk_bytes):

@@ -1,26 +1,66 @@
 """Provider selection: turn ``kind[:model]`` settings into STT, LLM and TTS instances.
 
-Unknown kinds fail here, at start-up, with a message that lists what exists, never at the
-first turn.
+A setting may list several specs, comma-separated: a fallback chain tried in order
+(``openai:gpt-4o-mini,local``). Every mistake a configuration can hold (an unknown kind or
+model, a missing key or base URL, a GGUF file that is not there) fails in :func:`validate`, at
+start-up, with a message that says what to do; never at the first turn.
 """
 
 from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from voicewire.config import Settings
 from voicewire.providers.base import LLM, STT, TTS, Providers
 from voicewire.providers.runner import ModelRunner
 
-KINDS = ("local", "simulated")
+KINDS: dict[str, tuple[str, ...]] = {
+    "stt": ("local", "simulated", "openai", "openai-compatible", "elevenlabs"),
+    "llm": ("local", "simulated", "openai", "openai-compatible", "llama-cpp"),
+    "tts": ("local", "simulated", "openai", "openai-compatible", "elevenlabs"),
+}
+DEFAULT_MODELS = {
+    ("openai", "stt"): "gpt-4o-mini-transcribe",
+    ("openai", "llm"): "gpt-4o-mini",
+    ("openai", "tts"): "tts-1",
+    ("elevenlabs", "stt"): "scribe_v1",
+    ("elevenlabs", "tts"): "eleven_flash_v2_5",
+}
+# Models we know but cannot price per unit in prices.toml (billed by audio tokens).
+UNPRICED_MODELS = {("openai", "tts"): ("gpt-4o-mini-tts",)}
+DEFAULT_VOICES = {"openai": "alloy", "openai-compatible": "alloy"}
 
 
 class ConfigError(ValueError):
     """The configuration names something that cannot be built."""
 
 
-def _kind(spec: str, stage: str) -> tuple[str, str]:
-    kind, _, model = spec.partition(":")
-    if kind not in KINDS:
-        raise ConfigError(f"unknown {stage} provider {spec!r}; choose one of: {', '.join(KINDS)}")
+@dataclass(frozen=True, slots=True)
+class Spec:
+    kind: str
+    model: str
+
+
+def parse(settings: Settings, stage: str) -> list[Spec]:
+    """The chain a stage setting names, checked; raises :class:`ConfigError`."""
+    raw = getattr(settings, stage)
+    parts = [p.strip() for p in raw.split(",")]
+    if not all(parts):
+        raise ConfigError(f"{stage} setting {raw!r} has an empty entry")
+    return [_check(settings, stage, part) for part in parts]
+
+
+def _check(settings: Settings, stage: str, part: str) -> Spec:
+    kind, _, model = part.partition(":")
+    kind, model = kind.strip(), model.strip()
+    if kind not in KINDS[stage]:
+        raise ConfigError(
+            f"unknown {stage} provider {part!r}; choose one of: {', '.join(KINDS[stage])}"
+        )
     if kind == "simulated":
         from voicewire.providers.simulated import PROFILES
 
@@ -29,52 +69,191 @@ def _kind(spec: str, stage: str) -> tuple[str, str]:
                 f"unknown simulated profile {model!r} for {stage}; choose one of: "
                 + ", ".join(PROFILES)
             )
-    return kind, model
+    elif kind in ("openai", "elevenlabs"):
+        model = model or DEFAULT_MODELS[(kind, stage)]
+        known = _known_models(settings, kind, stage)
+        if model not in known:
+            raise ConfigError(
+                f"unknown {kind} {stage} model {model!r}; known: {', '.join(sorted(known))}. "
+                "To use another, add its price row to a prices file (VOICEWIRE_PRICES_FILE, "
+                "docs/costs.md)"
+            )
+        key = settings.openai_api_key if kind == "openai" else settings.elevenlabs_api_key
+        if key is None or not key.get_secret_value():
+            env = "OPENAI_API_KEY" if kind == "openai" else "ELEVENLABS_API_KEY"
+            raise ConfigError(f"{stage} provider {kind} needs an API key: set {env}")
+    elif kind == "openai-compatible":
+        if not model:
+            raise ConfigError(f"{stage} provider openai-compatible needs a model: {kind}:<model>")
+        if not settings.compat_base_url:
+            raise ConfigError(
+                "openai-compatible needs the server's URL: set VOICEWIRE_COMPAT_BASE_URL "
+                "(e.g. http://localhost:11434/v1 for Ollama)"
+            )
+    elif kind == "llama-cpp":
+        if not model or not Path(model).is_file():
+            raise ConfigError(
+                f"llama-cpp needs the path of a GGUF file: llama-cpp:<path> ({model!r})"
+            )
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise ConfigError(
+                "llama-cpp needs llama-cpp-python: pip install 'voicewire[llama]' (compiles)"
+            )
+    return Spec(kind, model)
 
 
-def build_stt(settings: Settings, runner: ModelRunner) -> STT:
-    kind, model = _kind(settings.stt, "stt")
-    if kind == "simulated":
+def _known_models(settings: Settings, kind: str, stage: str) -> set[str]:
+    from voicewire.costs.prices import PriceTable
+
+    table = PriceTable.load(settings.prices_file, settings.core_hour_usd)
+    priced = {p.model for p in table.prices if p.component == stage and p.provider == kind}
+    return priced | set(UNPRICED_MODELS.get((kind, stage), ()))
+
+
+def validate(settings: Settings) -> None:
+    """Check every stage's chain without building anything (fast: start-up and ``config``)."""
+    for stage in ("stt", "llm", "tts"):
+        parse(settings, stage)
+
+
+class _Clients:
+    """Network clients, one per endpoint, shared by every session and closed at shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self._made: dict[str, Any] = {}
+
+    def _once(self, key: str, make: Callable[[], Any]) -> Any:
+        if key not in self._made:
+            self._made[key] = make()
+        return self._made[key]
+
+    def policy(self, stage: str) -> Any:
+        from voicewire.providers.cloud.net import NetPolicy
+
+        s = self.s
+        return NetPolicy(
+            connect_s=s.provider_connect_timeout_s,
+            read_s=getattr(s, f"{stage}_timeout_s"),
+            retries=s.provider_retries,
+            max_wait_s=s.provider_retry_max_wait_s,
+        )
+
+    def openai(self, kind: str, stage: str) -> Any:
+        """An ``AsyncOpenAI`` for the stage: its timeouts; retries are ours (cloud/net.py)."""
+        from openai import AsyncOpenAI
+
+        s = self.s
+        if kind == "openai":
+            key, url = s.openai_api_key.get_secret_value(), s.openai_base_url  # type: ignore[union-attr]
+        else:
+            key = s.compat_api_key.get_secret_value() if s.compat_api_key else "not-needed"
+            url = s.compat_base_url
+        base = self._once(kind, lambda: AsyncOpenAI(api_key=key, base_url=url, max_retries=0))
+        return base.with_options(timeout=self.policy(stage).httpx2_timeout(), max_retries=0)
+
+    def elevenlabs(self, stage: str) -> Any:
+        from voicewire.providers.cloud import elevenlabs
+
+        s = self.s
+        key = s.elevenlabs_api_key.get_secret_value()  # type: ignore[union-attr]
+        return self._once(
+            f"elevenlabs-{stage}",
+            lambda: elevenlabs.client(s.elevenlabs_base_url, key, self.policy(stage)),
+        )
+
+    async def aclose(self) -> None:
+        for client in self._made.values():
+            await (getattr(client, "aclose", None) or client.close)()
+
+
+def _stt(spec: Spec, s: Settings, runner: ModelRunner, net: _Clients) -> STT:
+    name = f"{spec.kind}:{spec.model}"
+    if spec.kind == "simulated":
         from voicewire.providers.simulated import SimulatedSTT, profile
 
-        return SimulatedSTT(profile(model))
+        return SimulatedSTT(profile(spec.model))
+    if spec.kind in ("openai", "openai-compatible"):
+        from voicewire.providers.cloud.openai_audio import OpenAISTT
+
+        client = net.openai(spec.kind, "stt")
+        return OpenAISTT(name, client, spec.model, net.policy("stt"), s.stt_language)
+    if spec.kind == "elevenlabs":
+        from voicewire.providers.cloud.elevenlabs import ElevenLabsSTT
+
+        http = net.elevenlabs("stt")
+        return ElevenLabsSTT(name, http, spec.model, net.policy("stt"), s.stt_language)
     from voicewire.providers.local.whisper import WhisperSTT
 
-    return WhisperSTT(runner, threads=settings.model_threads, window_s=settings.stt_window_s)
+    return WhisperSTT(runner, threads=s.model_threads, window_s=s.stt_window_s)
 
 
-def build_llm(settings: Settings) -> LLM:
-    kind, model = _kind(settings.llm, "llm")
-    if kind == "simulated":
+def _llm(spec: Spec, s: Settings, runner: ModelRunner, net: _Clients) -> LLM:
+    if spec.kind == "simulated":
         from voicewire.providers.simulated import SimulatedLLM, profile
 
-        return SimulatedLLM(profile(model), tool_call=settings.sim_tool_call)
+        return SimulatedLLM(profile(spec.model), tool_call=s.sim_tool_call)
+    if spec.kind in ("openai", "openai-compatible"):
+        from voicewire.providers.cloud.openai_llm import OpenAILLM
+
+        return OpenAILLM(
+            f"{spec.kind}:{spec.model}",
+            net.openai(spec.kind, "llm"),
+            spec.model,
+            net.policy("llm"),
+            system_prompt=s.system_prompt,
+            max_tokens=s.llm_max_tokens,
+            compatible=spec.kind == "openai-compatible",
+        )
+    if spec.kind == "llama-cpp":
+        from voicewire.providers.llamacpp import LlamaCppLLM
+
+        return LlamaCppLLM(Path(spec.model), runner, s.system_prompt, s.model_threads)
     from voicewire.providers.local.agent import RulesAgent
 
     return RulesAgent()
 
 
-def build_tts(settings: Settings, runner: ModelRunner) -> TTS:
-    kind, model = _kind(settings.tts, "tts")
-    if kind == "simulated":
+def _tts(spec: Spec, s: Settings, runner: ModelRunner, net: _Clients) -> TTS:
+    name = f"{spec.kind}:{spec.model}"
+    if spec.kind == "simulated":
         from voicewire.providers.simulated import SimulatedTTS, profile
 
-        return SimulatedTTS(profile(model))
+        return SimulatedTTS(profile(spec.model))
+    if spec.kind in ("openai", "openai-compatible"):
+        from voicewire.providers.cloud.openai_audio import OpenAITTS
+
+        voice = s.tts_voice or DEFAULT_VOICES[spec.kind]
+        client = net.openai(spec.kind, "tts")
+        return OpenAITTS(name, client, spec.model, voice, net.policy("tts"))
+    if spec.kind == "elevenlabs":
+        from voicewire.providers.cloud.elevenlabs import DEFAULT_VOICE, ElevenLabsTTS
+
+        http = net.elevenlabs("tts")
+        voice = s.tts_voice or DEFAULT_VOICE
+        return ElevenLabsTTS(name, http, spec.model, voice, s.tts_sample_rate, net.policy("tts"))
     from voicewire.providers.local.piper import PiperTTS
 
-    return PiperTTS(runner, threads=settings.model_threads)
-
-
-def validate(settings: Settings) -> None:
-    """Check every provider spec without loading anything (fast, for start-up and config)."""
-    _kind(settings.stt, "stt")
-    _kind(settings.llm, "llm")
-    _kind(settings.tts, "tts")
+    return PiperTTS(runner, threads=s.model_threads)
 
 
 def build_providers(settings: Settings, runner: ModelRunner) -> Providers:
+    from voicewire.providers import fallback
+
+    net = _Clients(settings)
+    breaker = {"failures": settings.breaker_failures, "cooldown_s": settings.breaker_cooldown_s}
+
+    def chain(stage: str, make: Callable[..., Any], wrap: Callable[..., Any]) -> Any:
+        members = [make(spec, settings, runner, net) for spec in parse(settings, stage)]
+        return members[0] if len(members) == 1 else wrap(members, **breaker)
+
+    tts: TTS = chain("tts", _tts, fallback.FallbackTTS)
+    rate = settings.output_sample_rate
+    if rate and rate != tts.sample_rate:
+        tts = fallback.ResampledTTS(tts, rate)
     return Providers(
-        stt=build_stt(settings, runner),
-        llm=build_llm(settings),
-        tts=build_tts(settings, runner),
+        stt=chain("stt", _stt, fallback.FallbackSTT),
+        llm=chain("llm", _llm, fallback.FallbackLLM),
+        tts=tts,
+        close=net.aclose,
     )

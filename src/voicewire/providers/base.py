@@ -7,7 +7,7 @@ the shared :class:`~voicewire.providers.runner.ModelRunner`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -28,9 +28,21 @@ class Usage:
 
 
 @dataclass(slots=True)
+class Fallback:
+    """A provider failed before it streamed anything and the next one in its chain took over."""
+
+    stage: str
+    failed: str  # the provider that failed
+    reason: str
+    used: str  # the provider that takes over
+
+
+@dataclass(slots=True)
 class Transcript:
     text: str
     usage: Usage = field(default_factory=Usage)
+    provider: str = ""  # who transcribed, when it is not the stage's own name (fallback)
+    fallbacks: list[Fallback] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -47,14 +59,19 @@ class ToolCallRequest:
     call_id: str
     name: str
     arguments: dict[str, Any]
+    invalid_arguments: str | None = None  # what the LLM sent when it was not a JSON object
 
 
 @dataclass(slots=True)
 class UsageReport:
+    """What one call used; ``provider`` names who served it when not the stage itself."""
+
     usage: Usage
+    provider: str = ""
 
 
-LLMEvent = TextDelta | ToolCallRequest | UsageReport
+LLMEvent = TextDelta | ToolCallRequest | UsageReport | Fallback
+TTSEvent = bytes | UsageReport | Fallback
 
 
 @dataclass(slots=True)
@@ -108,8 +125,8 @@ class TTS(Protocol):
     name: str
     sample_rate: int
 
-    def synthesize(self, text: str, usage: Usage) -> AsyncIterator[bytes]:
-        """Stream PCM s16le mono audio at ``sample_rate`` for one sentence; add to ``usage``."""
+    def synthesize(self, text: str) -> AsyncIterator[TTSEvent]:
+        """Stream PCM s16le mono audio at ``sample_rate`` for one sentence, then its usage."""
         ...
 
 
@@ -120,6 +137,11 @@ class Providers:
     stt: STT
     llm: LLM
     tts: TTS
+    close: Callable[[], Awaitable[None]] | None = None  # releases network clients
 
     def describe(self) -> dict[str, str]:
         return {"stt": self.stt.name, "llm": self.llm.name, "tts": self.tts.name}
+
+    async def aclose(self) -> None:
+        if self.close is not None:
+            await self.close()

@@ -20,6 +20,7 @@ from voicewire.providers.base import (
     ToolCallRequest,
     ToolSpec,
     Transcript,
+    TTSEvent,
     Usage,
     UsageReport,
 )
@@ -130,7 +131,7 @@ class FakeTTS:
         self.pieces = pieces
         self.calls: list[str] = []
 
-    async def synthesize(self, text: str, usage: Usage) -> AsyncIterator[bytes]:
+    async def synthesize(self, text: str) -> AsyncIterator[TTSEvent]:
         self.calls.append(text)
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
@@ -138,7 +139,7 @@ class FakeTTS:
             raise ProviderError(self.name, "scripted failure")
         samples = int(len(text) * self.ms_per_char * self.sample_rate / 1000)
         pcm = bytes(i % 256 for i in range(samples * 2))
-        usage.characters += len(text)
         step = max(2, len(pcm) // self.pieces // 2 * 2)
         for i in range(0, len(pcm), step):
             yield pcm[i : i + step]
+        yield UsageReport(Usage(characters=len(text)))

@@ -29,6 +29,7 @@ from voicewire.providers.base import (
     ToolCallRequest,
     ToolSpec,
     Transcript,
+    TTSEvent,
     Usage,
     UsageReport,
 )
@@ -139,9 +140,9 @@ class SimulatedTTS:
         self.name = f"simulated:{p.name}"
         self._per_char = REPLY_AUDIO_S * SAMPLE_RATE / len(REPLY_TEXT.replace(" ", ""))
 
-    async def synthesize(self, text: str, usage: Usage) -> AsyncIterator[bytes]:
+    async def synthesize(self, text: str) -> AsyncIterator[TTSEvent]:
         if self.p.tts_first_byte_s:
             await asyncio.sleep(self.p.tts_first_byte_s)
-        usage.characters += len(text)
         samples = round(len(text.replace(" ", "")) * self._per_char)
         yield _sine(samples)  # faster than real time: the whole sentence at once
+        yield UsageReport(Usage(characters=len(text)))

@@ -48,6 +48,9 @@ def create_app(
             for conn in list(runtime.connections.values()):
                 with contextlib.suppress(Exception):
                     await conn.ws.close(code=1001, reason="server shutting down")
+            if runtime.providers is not None:
+                with contextlib.suppress(Exception):
+                    await runtime.providers.aclose()
             runtime.shutdown()
 
     app = FastAPI(

@@ -20,7 +20,7 @@ from voicewire.metrics import TurnMetrics
 from voicewire.monitor import ResourceMonitor
 from voicewire.pipeline.turn import Tools, TurnConfig
 from voicewire.providers import build_providers
-from voicewire.providers.base import Providers, Usage
+from voicewire.providers.base import Providers
 from voicewire.providers.runner import ModelRunner
 from voicewire.server.prom import RuntimeCollector
 from voicewire.session import SessionStore
@@ -95,17 +95,22 @@ class Runtime:
             self.loaded.set()
 
     async def _warm_up(self, providers: Providers) -> None:
-        start = time.perf_counter()
-        usage = Usage()
-        pcm = b"".join([chunk async for chunk in providers.tts.synthesize("Hello there.", usage)])
+        """Load the embedded models' caches with one tiny turn. Network providers are not
+        called: a warm-up must not cost money nor fail start-up when a cloud is down."""
         from voicewire.audio import resample_pcm16
         from voicewire.protocol import INPUT_SAMPLE_RATE
 
-        await providers.stt.transcribe(
-            resample_pcm16(pcm, providers.tts.sample_rate, INPUT_SAMPLE_RATE), INPUT_SAMPLE_RATE
-        )
-        async for _ in providers.llm.stream([{"role": "user", "content": "hello"}], []):
-            pass
+        start = time.perf_counter()
+        tts, stt, llm = (_embedded(p) for p in (providers.tts, providers.stt, providers.llm))
+        pcm = bytes(INPUT_SAMPLE_RATE * 2)  # one second of silence
+        if tts is not None:
+            said = [c async for c in tts.synthesize("Hello there.") if isinstance(c, bytes)]
+            pcm = resample_pcm16(b"".join(said), tts.sample_rate, INPUT_SAMPLE_RATE)
+        if stt is not None:
+            await stt.transcribe(pcm, INPUT_SAMPLE_RATE)
+        if llm is not None:
+            async for _ in llm.stream([{"role": "user", "content": "hello"}], []):
+                pass
         log.info("warm-up took %.0f ms", (time.perf_counter() - start) * 1000)
 
     def server_stats(self) -> dict[str, Any]:
@@ -125,12 +130,7 @@ class Runtime:
         """Price and persist what this utterance used (whatever became of it)."""
         u = turn.usage
         return await self.accountant.account(
-            session,
-            request.record.id,
-            {"stt": u.stt, "llm": u.llm, "tts": u.tts},
-            u.tool_calls,
-            self.require_providers(),
-            request.record.created_at,
+            session, request.record.id, u.calls, u.tool_calls, request.record.created_at
         )
 
     def account_later(self, session: Session, request: TurnRequest, turn: Turn) -> None:
@@ -156,3 +156,10 @@ class Runtime:
         self.runner.shutdown()
         if self.ledger is not None:
             self.ledger.close()
+
+
+def _embedded(provider: Any) -> Any:
+    """The provider itself, or the member of its fallback chain, that runs in this process."""
+    members = getattr(getattr(provider, "chain", None), "members", [provider])
+    inner = [getattr(m, "inner", m) for m in members]
+    return next((m for m in inner if m.name.split(":")[0] in ("local", "simulated", "fake")), None)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from voicewire.providers.base import ProviderError, Usage
+from voicewire.providers.base import ProviderError, TTSEvent, Usage, UsageReport
 from voicewire.providers.runner import ModelRunner
 
 
@@ -41,16 +41,15 @@ class PiperTTS:
         self.sample_rate: int = self._voice.config.sample_rate
         self.name = f"local:piper/{model.stem}"
 
-    async def synthesize(self, text: str, usage: Usage) -> AsyncIterator[bytes]:
+    async def synthesize(self, text: str) -> AsyncIterator[TTSEvent]:
         if not text.strip():
             return
         try:
             pcm, cpu = await self.runner.run(self._synthesize_sync, text)
         except Exception as exc:
             raise ProviderError(self.name, f"synthesis failed: {exc}") from exc
-        usage.characters += len(text)
-        usage.cpu_seconds += cpu
         yield pcm
+        yield UsageReport(Usage(characters=len(text), cpu_seconds=cpu))
 
     def _synthesize_sync(self, text: str) -> bytes:
         return b"".join(c.audio_int16_bytes for c in self._voice.synthesize(text, self._syn))
