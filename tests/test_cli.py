@@ -67,6 +67,27 @@ def test_config_prints_the_effective_settings() -> None:
     assert settings["llm"] == "simulated:zero" and settings["stt"] == "simulated:zero"
 
 
+def test_config_masks_keys_and_names_what_is_missing() -> None:
+    done = voicewire(
+        "config",
+        env={"OPENAI_API_KEY": "sk-secret-123", "VOICEWIRE_LLM": "openai:gpt-4o-mini,local"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "sk-secret-123" not in done.stdout + done.stderr
+    settings = json.loads(done.stdout)
+    assert settings["openai_api_key"] == "**********" and settings["speculative_stt_ms"] == 120
+    missing = voicewire("config", env={"VOICEWIRE_TTS": "elevenlabs", "ELEVENLABS_API_KEY": ""})
+    assert missing.returncode == 2 and "set ELEVENLABS_API_KEY" in missing.stderr
+
+
+def test_serve_refuses_a_cloud_provider_without_its_key() -> None:
+    done = voicewire(
+        "serve", env={"VOICEWIRE_STT": "openai", "OPENAI_API_KEY": "", "VOICEWIRE_PORT": "1"}
+    )
+    assert done.returncode == 2
+    assert "stt provider openai needs an API key: set OPENAI_API_KEY" in done.stdout + done.stderr
+
+
 def test_serve_refuses_an_unknown_provider() -> None:
     done = voicewire("serve", env={"VOICEWIRE_LLM": "gpt-banana", "VOICEWIRE_PORT": "1"})
     assert done.returncode == 2

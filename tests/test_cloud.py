@@ -393,3 +393,37 @@ def test_missing_key_fails_at_start_up(cloud: FakeCloud) -> None:
         start_server(None, llm="openai:gpt-nope", openai_api_key="sk-x")
     with pytest.raises(ConfigError, match="VOICEWIRE_COMPAT_BASE_URL"):
         start_server(None, llm="openai-compatible:llama3.2")
+
+
+async def test_openai_compatible_server_by_base_url(voice: Make, cloud: FakeCloud) -> None:
+    """Ollama, vLLM or llama.cpp's server: any model name, the server's URL, no price."""
+    cloud.reply(Step(text=["Hello from", " llama."]))
+    base: str = cloud.base  # type: ignore[attr-defined]
+    srv = voice(
+        llm="openai-compatible:llama3.2:3b",
+        compat_base_url=f"{base}/v1",
+        compat_api_key=OPENAI_KEY,
+        openai_api_key=None,
+        openai_base_url="http://127.0.0.1:9/unused",
+        stt="simulated:zero",
+        tts="simulated:zero",
+        llm_max_tokens=200,
+    )
+    result = await ask(srv)
+    assert text_of(result) == "Hello from llama." and result.status == "completed"
+    (chat,) = cloud.requests("/chat/completions")
+    assert chat.body["model"] == "llama3.2:3b"
+    assert chat.body["max_tokens"] == 200 and "max_completion_tokens" not in chat.body
+    assert result.first("cost_update").utterance["llm"] == "0"  # type: ignore[union-attr]
+
+
+async def test_a_stage_that_fell_back_is_priced_per_provider(voice: Make, cloud: FakeCloud) -> None:
+    first, second = "The first sentence is fine.", "The second one falls back."
+    cloud.reply(Step(text=[first, " ", second]))
+    cloud.fault("speech", Fault(), Fault(status=500), Fault(status=500))
+    result = await ask(voice(tts="openai:tts-1,simulated:zero", provider_retries=1))
+    (fb,) = result.of_type("provider_fallback")
+    assert fb.used == "simulated:zero"  # type: ignore[attr-defined]
+    tts = Decimal(result.first("cost_update").utterance["tts"])  # type: ignore[union-attr]
+    # tts-1 at $15 per 1M characters; the simulated TTS is priced as eleven_flash_v2_5 ($0.05/1K)
+    assert tts == len(first) * Decimal("0.015") / 1000 + len(second) * Decimal("0.05") / 1000

@@ -53,8 +53,16 @@ def serve(
 
 @app.command()
 def config() -> None:
-    """Print the effective configuration."""
-    console.print_json(json.dumps(Settings().model_dump(mode="json")))
+    """Print the effective configuration (API keys masked); exit 2 if it cannot serve."""
+    from voicewire.providers import ConfigError, validate
+
+    settings = Settings()
+    console.print_json(json.dumps(settings.model_dump(mode="json")))
+    try:
+        validate(settings)
+    except ConfigError as exc:
+        Console(stderr=True).print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
 
 
 @app.command()
