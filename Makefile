@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint format bench-latency clean browser
+.PHONY: run test test-llama lint format bench-latency clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ test: $(STAMP) browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/pytest
+
+# The in-process GGUF provider: its extra compiles llama.cpp (about 5 minutes on 2 cores), so
+# it has its own target; `make test` skips these tests when the package is absent.
+test-llama: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,llama]'
+	$(BIN)/pytest -m llama
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -208,7 +208,9 @@ def _llm(spec: Spec, s: Settings, runner: ModelRunner, net: _Clients) -> LLM:
     if spec.kind == "llama-cpp":
         from voicewire.providers.llamacpp import LlamaCppLLM
 
-        return LlamaCppLLM(Path(spec.model), runner, s.system_prompt, s.model_threads)
+        return LlamaCppLLM(
+            Path(spec.model), runner, s.system_prompt, s.model_threads, max_tokens=s.llm_max_tokens
+        )
     from voicewire.providers.local.agent import RulesAgent
 
     return RulesAgent()
