@@ -33,6 +33,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     code: str | None = None  # error.code, e.g. insufficient_quota
     cut_after: int | None = None  # stream this many events/chunks, then drop the connection
+    end_after: int | None = None  # stream this many events, then end the body cleanly
     malformed_at: int | None = None  # replace event N with a line that is not JSON
     hang: bool = False  # send the headers, then no body until the test ends
 
@@ -196,6 +197,8 @@ class FakeCloud:
             for i, item in enumerate(items):
                 if fault and fault.cut_after is not None and i == fault.cut_after:
                     raise ConnectionAbortedError("fault: connection dropped mid-stream")
+                if fault and fault.end_after is not None and i == fault.end_after:
+                    return
                 if fault and fault.malformed_at == i and sse:
                     item = b'data: {"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {\n\n'
                 yield item

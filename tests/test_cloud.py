@@ -294,6 +294,17 @@ async def test_malformed_event_mid_reply_fails_clearly(voice: Make, cloud: FakeC
     assert text_of(result) == "Fine so far."
 
 
+async def test_stream_ending_without_finish_reason_is_not_taken_as_done(
+    voice: Make, cloud: FakeCloud
+) -> None:
+    cloud.reply(Step(text=["Half a", " thought"]))
+    cloud.fault("chat", Fault(end_after=2))  # a clean end of body: no finish_reason, no [DONE]
+    result = await ask(voice())
+    (err,) = errors(result)
+    assert err.code == "llm_failed" and "ended early" in err.message
+    assert text_of(result) == "Half a" and result.status == "failed"
+
+
 async def test_slow_first_byte_times_out_and_falls_back(voice: Make, cloud: FakeCloud) -> None:
     cloud.fault("chat", Fault(hang=True))
     result = await ask(voice(llm="openai:gpt-4o-mini,local", llm_timeout_s=0.5, provider_retries=0))

@@ -106,6 +106,11 @@ function onFrame(f) {
     case "error":
       (t ? t.body : $("conversation")).append(el("div", "error", `${f.code}: ${f.message}`));
       break;
+    case "provider_fallback":
+      (t ? t.body : $("conversation")).append(
+        el("div", "notice", `${f.stage}: ${f.failed} failed (${f.reason}); ${f.used} answered`),
+      );
+      break;
   }
 }
 
