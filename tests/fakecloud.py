@@ -24,6 +24,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 OPENAI_KEY = "sk-test-fake"
+# The standalone server's reply: two sentences, 27 words (a typical spoken answer).
+REPLY = (
+    "Sure. The forecast for Paris is sunny with a high of twenty degrees, and a light "
+    "breeze will pick up in the afternoon before it clears again at night."
+)
 ELEVEN_KEY = "xi-test-fake"
 
 
@@ -36,6 +41,14 @@ class Fault:
     end_after: int | None = None  # stream this many events, then end the body cleanly
     malformed_at: int | None = None  # replace event N with a line that is not JSON
     hang: bool = False  # send the headers, then no body until the test ends
+
+
+@dataclass
+class Pace:
+    """Provider latency to imitate (benchmarks): first event, then between events."""
+
+    first_s: float = 0.0  # chat: time to first token; speech: time to first audio byte
+    chat_token_s: float = 0.0
 
 
 @dataclass
@@ -63,6 +76,8 @@ class FakeCloud:
         self.steps: deque[Step] = deque()
         self.transcript = "show me a bar chart of sales"
         self.seen: list[Seen] = []
+        self.pace = {"chat": Pace(), "speech": Pace(), "el_tts": Pace()}
+        self.default_step = Step(text=["Hello", " there."])
         self._hung: list[asyncio.Event] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.app = self._build()
@@ -102,9 +117,9 @@ class FakeCloud:
             fault = self._next_fault("chat")
             if fault and fault.status:
                 return _openai_error(fault)
-            step = self.steps.popleft() if self.steps else Step(text=["Hello", " there."])
+            step = self.steps.popleft() if self.steps else self.default_step
             events = _chat_events(body["model"], step, body.get("stream_options"))
-            return self._stream(events, fault, "text/event-stream", sse=True)
+            return self._stream(events, fault, "text/event-stream", self.pace["chat"], sse=True)
 
         @app.post("/v1/audio/transcriptions")
         async def transcriptions(request: Request) -> Response:
@@ -128,7 +143,7 @@ class FakeCloud:
                 return _openai_error(fault)
             assert body["response_format"] == "pcm"
             chunks = _pcm_chunks(body["input"], 24_000)
-            return self._stream(chunks, fault, "audio/pcm")
+            return self._stream(chunks, fault, "audio/pcm", self.pace["speech"])
 
         @app.post("/v1/text-to-speech/{voice_id}/stream")
         async def el_tts(voice_id: str, request: Request) -> Response:
@@ -139,7 +154,8 @@ class FakeCloud:
             if fault and fault.status:
                 return _eleven_error(fault)
             rate = int(request.query_params["output_format"].removeprefix("pcm_"))
-            return self._stream(_pcm_chunks(body["text"], rate), fault, "audio/pcm")
+            audio = _pcm_chunks(body["text"], rate)
+            return self._stream(audio, fault, "audio/pcm", self.pace["el_tts"])
 
         @app.post("/v1/speech-to-text")
         async def el_stt(request: Request) -> Response:
@@ -185,7 +201,12 @@ class FakeCloud:
         return _openai_error(Fault(status=401, code="invalid_api_key"))
 
     def _stream(
-        self, items: list[bytes], fault: Fault | None, media_type: str, sse: bool = False
+        self,
+        items: list[bytes],
+        fault: Fault | None,
+        media_type: str,
+        pace: Pace,
+        sse: bool = False,
     ) -> StreamingResponse:
         hang = asyncio.Event()
 
@@ -201,6 +222,10 @@ class FakeCloud:
                     return
                 if fault and fault.malformed_at == i and sse:
                     item = b'data: {"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {\n\n'
+                if i == (1 if sse else 0) and pace.first_s:  # after the role chunk / headers
+                    await asyncio.sleep(pace.first_s)
+                elif i > 1 and pace.chat_token_s and sse:
+                    await asyncio.sleep(pace.chat_token_s)
                 yield item
                 await asyncio.sleep(0)  # one event per write, as a live stream arrives
 
@@ -283,3 +308,33 @@ def wav_info(data: bytes) -> tuple[int, int, float]:
     """(rate, channels, seconds) of an uploaded WAV."""
     with wave.open(io.BytesIO(data)) as w:
         return w.getframerate(), w.getnchannels(), w.getnframes() / w.getframerate()
+
+
+def main() -> None:
+    """Serve the fake API standalone (benchmarks): ``python -m tests.fakecloud --port N``."""
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--ttft", type=float, default=0.0, help="chat time to first token (s)")
+    parser.add_argument("--token", type=float, default=0.0, help="chat time per token (s)")
+    parser.add_argument("--tts-first", type=float, default=0.0, help="speech first byte (s)")
+    args = parser.parse_args()
+    fake = FakeCloud()
+    fake.pace["chat"] = Pace(args.ttft, args.token)
+    fake.pace["speech"] = fake.pace["el_tts"] = Pace(args.tts_first)
+    fake.seen = _Forgetful()  # a benchmark makes thousands of requests
+    words = REPLY.split(" ")
+    fake.default_step = Step(text=[words[0], *(f" {w}" for w in words[1:])])
+    uvicorn.run(fake.app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+class _Forgetful(list):  # type: ignore[type-arg]
+    def append(self, item: object) -> None:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -149,8 +149,14 @@ class _Clients:
         else:
             key = s.compat_api_key.get_secret_value() if s.compat_api_key else "not-needed"
             url = s.compat_base_url
-        base = self._once(kind, lambda: AsyncOpenAI(api_key=key, base_url=url, max_retries=0))
-        return base.with_options(timeout=self.policy(stage).httpx2_timeout(), max_retries=0)
+        from voicewire.providers.cloud.net import http_client
+
+        def make() -> AsyncOpenAI:
+            http = http_client(self.policy(stage))
+            return AsyncOpenAI(api_key=key, base_url=url, max_retries=0, http_client=http)
+
+        base = self._once(kind, make)
+        return base.with_options(timeout=self.policy(stage).timeout(), max_retries=0)
 
     def elevenlabs(self, stage: str) -> Any:
         from voicewire.providers.cloud import elevenlabs

@@ -4,7 +4,7 @@ Generation runs in the shared :class:`ModelRunner` pool, never on the event loop
 cross to the loop through a queue as they are made, so the first sentence is spoken while the
 model is still writing. llama.cpp's context is not thread-safe, so one model generates for one
 utterance at a time (others queue). Chunks are OpenAI-shaped, so tool calls go through the
-same :class:`ToolCallAssembler` as the Chat Completions adapter; whether a model calls tools
+same :class:`ChunkReader` as the Chat Completions adapter; whether a model calls tools
 depends on its chat template.
 """
 
@@ -21,12 +21,11 @@ from voicewire.providers.base import (
     LLMEvent,
     Message,
     ProviderError,
-    TextDelta,
     ToolSpec,
     Usage,
     UsageReport,
 )
-from voicewire.providers.cloud.openai_llm import ToolCallAssembler
+from voicewire.providers.cloud.openai_llm import ChunkReader
 from voicewire.providers.runner import ModelRunner
 
 
@@ -94,7 +93,7 @@ class LlamaCppLLM:
 
         work = asyncio.ensure_future(self.runner.run(self._generate, msgs, schemas, emit, stop))
         work.add_done_callback(lambda f: f.cancelled() or f.exception() is None or emit(None))
-        calls = ToolCallAssembler()
+        reader = ChunkReader()
         try:
             while True:
                 item = await queue.get()
@@ -111,16 +110,9 @@ class LlamaCppLLM:
                         )
                     )
                     break
-                for choice in item.get("choices", []):
-                    delta = choice.get("delta") or {}
-                    if text := delta.get("content"):
-                        yield TextDelta(text)
-                    for tc in delta.get("tool_calls") or []:
-                        fn = tc.get("function") or {}
-                        calls.add(
-                            tc.get("index"), tc.get("id"), fn.get("name"), fn.get("arguments")
-                        )
+                for event in reader.read(item):
+                    yield event
         finally:
             stop.set()  # a cancelled turn stops the model at its next token
-        for request in calls.finish():
+        for request in reader.calls.finish():
             yield request

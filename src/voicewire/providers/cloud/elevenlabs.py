@@ -1,7 +1,7 @@
 """ElevenLabs: HTTP streaming text-to-speech and batch speech-to-text (Scribe).
 
-There is no official async client worth its weight here, so this speaks the documented HTTP
-API with ``httpx``; failures go through the same retry policy as every network provider.
+This speaks the documented HTTP API with the same HTTP client and the same retry policy as
+every network provider (``net.py``); the ElevenLabs SDK would add a second HTTP stack.
 Speech is requested as raw PCM at ``sample_rate`` (``output_format=pcm_<rate>``).
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
+import httpx2
 
 from voicewire.audio import resample_pcm16
 from voicewire.providers.base import ProviderError, Transcript, TTSEvent, Usage, UsageReport
@@ -19,17 +19,11 @@ DEFAULT_VOICE = "21m00Tcm4TlvDq8ikWAM"  # "Rachel", a premade voice every accoun
 SCRIBE_RATE = 16_000  # file_format=pcm_s16le_16: raw 16 kHz s16le mono, the fastest path
 
 
-def client(base_url: str, api_key: str, policy: net.NetPolicy) -> httpx.AsyncClient:
-    """One pooled client per provider, shared by every session."""
-    return httpx.AsyncClient(
-        base_url=base_url,
-        headers={"xi-api-key": api_key},
-        timeout=policy.httpx_timeout(),
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-    )
+def client(base_url: str, api_key: str, policy: net.NetPolicy) -> httpx2.AsyncClient:
+    return net.http_client(policy, base_url, {"xi-api-key": api_key})
 
 
-async def _raise_for_status(response: httpx.Response) -> None:
+async def _raise_for_status(response: httpx2.Response) -> None:
     if response.status_code >= 400:
         body = await response.aread()
         raise net.HTTPStatusFailure(response.status_code, response.headers, body)
@@ -39,7 +33,7 @@ class ElevenLabsTTS:
     def __init__(
         self,
         name: str,
-        http: httpx.AsyncClient,
+        http: httpx2.AsyncClient,
         model: str,
         voice: str,
         sample_rate: int,
@@ -75,7 +69,7 @@ class ElevenLabsSTT:
     def __init__(
         self,
         name: str,
-        http: httpx.AsyncClient,
+        http: httpx2.AsyncClient,
         model: str,
         policy: net.NetPolicy,
         language: str | None = None,

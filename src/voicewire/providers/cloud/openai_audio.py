@@ -1,7 +1,8 @@
 """OpenAI (or OpenAI-compatible) speech: ``/v1/audio/transcriptions`` and ``/v1/audio/speech``.
 
 Speech is asked for as raw ``pcm`` (24 kHz s16le mono) and streamed: the first bytes are
-played while the rest of the sentence is still being generated.
+played while the rest of the sentence is still being generated. Bytes are passed on as the
+network delivers them; the turn cuts them into its own audio frames.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from voicewire.providers.base import Transcript, TTSEvent, Usage, UsageReport
 from voicewire.providers.cloud import net
 
 OPENAI_PCM_RATE = 24_000  # fixed by the API for response_format=pcm
-CHUNK_BYTES = 4_800  # 100 ms at 24 kHz
 
 
 class OpenAISTT:
@@ -73,8 +73,9 @@ class OpenAITTS:
             async with self.client.audio.speech.with_streaming_response.create(
                 model=self.model, voice=self.voice, input=text, response_format="pcm"
             ) as response:
-                async for chunk in response.iter_bytes(CHUNK_BYTES):
-                    yield chunk
+                async for chunk in response.iter_bytes():  # as it arrives: no re-chunking
+                    if chunk:
+                        yield chunk
 
         async for pcm in net.stream(self.name, self.policy, audio):
             yield pcm

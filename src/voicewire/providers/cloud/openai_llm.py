@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, AsyncStream
 
 from voicewire.providers.base import (
     LLMEvent,
@@ -118,37 +118,64 @@ class OpenAILLM:
     ) -> AsyncIterator[LLMEvent]:
         body = self._request(messages, tools)
 
-        async def chunks() -> AsyncIterator[Any]:
-            response = await self.client.chat.completions.create(**body)
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            # The client's generic post: the same request, auth, errors and SSE decoding as
+            # ``chat.completions.create``, but the body is not re-walked through its type
+            # annotations and chunks stay plain dicts (``object``), not pydantic models: the
+            # two cost ~25 % of a turn's CPU (benchmarks/cloud_overhead.py).
+            response = await self.client.post(
+                "/chat/completions",
+                body=body,
+                cast_to=object,
+                stream=True,
+                stream_cls=AsyncStream[object],
+            )
             async with response:
                 async for chunk in response:
-                    yield chunk
+                    yield chunk  # type: ignore[misc]
 
-        calls = ToolCallAssembler()
-        finished = False
+        reader = ChunkReader()
         async for chunk in net.stream(self.name, self.policy, chunks):
-            if chunk.usage is not None:
-                u = chunk.usage
-                details = getattr(u, "prompt_tokens_details", None)
-                cached = getattr(details, "cached_tokens", None) or 0
-                yield UsageReport(
+            for event in reader.read(chunk):
+                yield event
+        if not reader.finished:  # the stream ended without saying the reply was complete
+            raise ProviderError(self.name, "the reply stream ended early (no finish_reason)")
+        for request in reader.calls.finish():
+            yield request
+
+
+class ChunkReader:
+    """Events from ``chat.completion.chunk`` objects (plain dicts, as they are on the wire).
+
+    Shared by every provider that streams OpenAI-shaped chunks (this adapter, llama-cpp).
+    """
+
+    def __init__(self) -> None:
+        self.calls = ToolCallAssembler()
+        self.finished = False
+
+    def read(self, chunk: dict[str, Any]) -> list[LLMEvent]:
+        if not isinstance(chunk, dict):
+            raise ValueError(f"a stream chunk is not an object: {str(chunk)[:80]}")
+        events: list[LLMEvent] = []
+        if usage := chunk.get("usage"):
+            details = usage.get("prompt_tokens_details") or {}
+            events.append(
+                UsageReport(
                     Usage(
-                        input_tokens=u.prompt_tokens or 0,
-                        cached_tokens=cached,
-                        output_tokens=u.completion_tokens or 0,
+                        input_tokens=usage.get("prompt_tokens") or 0,
+                        cached_tokens=details.get("cached_tokens") or 0,
+                        output_tokens=usage.get("completion_tokens") or 0,
                     )
                 )
-            for choice in chunk.choices or []:
-                delta = choice.delta
-                if delta is not None:
-                    if delta.content:
-                        yield TextDelta(delta.content)
-                    for tc in delta.tool_calls or []:
-                        fn = tc.function
-                        calls.add(tc.index, tc.id, fn and fn.name, fn and fn.arguments)
-                if choice.finish_reason:
-                    finished = True
-        if not finished:  # the stream ended without saying the reply was complete
-            raise ProviderError(self.name, "the reply stream ended early (no finish_reason)")
-        for request in calls.finish():
-            yield request
+            )
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if text := delta.get("content"):
+                events.append(TextDelta(text))
+            for tc in delta.get("tool_calls") or []:
+                fn = tc.get("function") or {}
+                self.calls.add(tc.get("index"), tc.get("id"), fn.get("name"), fn.get("arguments"))
+            if choice.get("finish_reason"):
+                self.finished = True
+        return events
