@@ -138,8 +138,11 @@ async def test_open_breaker_skips_the_member_but_never_the_last() -> None:
     for _ in range(2):
         _ = [e async for e in chain.stream([], [])]
     assert len(bad.calls) == 2
-    _ = [e async for e in chain.stream([], [])]
+    events = [e async for e in chain.stream([], [])]
     assert len(bad.calls) == 2  # skipped while open: no timeout paid
+    (notice,) = [e for e in events if isinstance(e, Fallback)]  # and the client is told
+    assert notice.failed == "cloud:llm" and notice.used == "fake:llm"
+    assert "skipped after 2 consecutive failures; tried again in 10 s" in notice.reason
     now[0] = 10.0
     _ = [e async for e in chain.stream([], [])]
     assert len(bad.calls) == 3  # probed after the cooldown

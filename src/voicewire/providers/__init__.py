@@ -78,6 +78,8 @@ def _check(settings: Settings, stage: str, part: str) -> Spec:
                 "To use another, add its price row to a prices file (VOICEWIRE_PRICES_FILE, "
                 "docs/costs.md)"
             )
+        if model.endswith("_realtime"):
+            raise ConfigError(f"{model!r} is a WebSocket streaming model; use scribe_v1 or v2")
         key = settings.openai_api_key if kind == "openai" else settings.elevenlabs_api_key
         if key is None or not key.get_secret_value():
             env = "OPENAI_API_KEY" if kind == "openai" else "ELEVENLABS_API_KEY"

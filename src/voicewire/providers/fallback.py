@@ -60,6 +60,9 @@ class Breaker:
     def is_open(self) -> bool:
         return self._open_until > 0.0
 
+    def remaining_s(self, now: float) -> float:
+        return max(0.0, self._open_until - now)
+
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ProviderError):
@@ -86,11 +89,23 @@ class _Chain:
         self.clock = clock
         self.name = ",".join(m.name for m in members)
 
-    def candidates(self) -> list[tuple[Any, Breaker]]:
+    def candidates(self) -> tuple[list[tuple[Any, Breaker]], list[Fallback]]:
+        """Members to try, in order, and a notice for each one its open breaker skips."""
         now = self.clock()
         pairs = list(zip(self.members, self.breakers, strict=True))
-        ready = [(m, b) for m, b in pairs[:-1] if b.allows(now)]
-        return [*ready, pairs[-1]]
+        ready = [(m, b) for m, b in pairs[:-1] if b.allows(now)] + [pairs[-1]]
+        skipped = [
+            Fallback(
+                self.stage,
+                m.name,
+                f"skipped after {b.failures} consecutive failures; "
+                f"tried again in {b.remaining_s(now):.0f} s",
+                ready[0][0].name,
+            )
+            for m, b in pairs[:-1]
+            if not b.allows(now)
+        ]
+        return ready, skipped
 
     def failed(self, breaker: Breaker, member: Any, exc: BaseException, nxt: Any) -> Fallback:
         breaker.record(False, self.clock())
@@ -109,8 +124,7 @@ class FallbackSTT:
         self.name = self.chain.name
 
     async def transcribe(self, pcm: bytes, sample_rate: int) -> Transcript:
-        fallbacks: list[Fallback] = []
-        candidates = self.chain.candidates()
+        candidates, fallbacks = self.chain.candidates()
         for i, (member, breaker) in enumerate(candidates):
             try:
                 transcript = await member.transcribe(pcm, sample_rate)
@@ -133,7 +147,9 @@ async def _first_then_rest(
     stamp: Callable[[Any, str], Any],
 ) -> AsyncIterator[Any]:
     """Try each candidate until one yields something; then stream the rest of it."""
-    candidates = chain.candidates()
+    candidates, skipped = chain.candidates()
+    for notice in skipped:
+        yield notice
     for i, (member, breaker) in enumerate(candidates):
         it = open_stream(member)
         try:
