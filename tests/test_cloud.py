@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -211,13 +212,20 @@ async def test_429_with_retry_after_is_waited_then_retried(voice: Make, cloud: F
 
 async def test_429_asking_too_long_a_wait_falls_back_at_once(voice: Make, cloud: FakeCloud) -> None:
     cloud.fault("chat", Fault(status=429, headers={"retry-after": "30"}))
-    result = await ask(voice(llm="openai:gpt-4o-mini,local"))
+    srv = voice(llm="openai:gpt-4o-mini,local")
+    result = await ask(srv)
     assert len(cloud.requests("/chat/completions")) == 1  # not retried: 30 s is no voice turn
     (fb,) = result.of_type("provider_fallback")
     assert (fb.stage, fb.failed, fb.used) == ("llm", "openai:gpt-4o-mini", "local:rules-agent")  # type: ignore[attr-defined]
     assert "429" in fb.reason and "retry after 30 s" in fb.reason  # type: ignore[attr-defined]
     assert result.status == "completed" and not errors(result) and text_of(result)
-    assert Decimal(result.first("cost_update").utterance["llm"]) >= 0  # type: ignore[union-attr]
+    async with httpx.AsyncClient(base_url=srv.base) as http:
+        metrics = (await http.get("/metrics")).json()
+        prom = (await http.get("/metrics/prometheus")).text
+    assert metrics["fallbacks"] == [{"stage": "llm", "failed": "openai:gpt-4o-mini", "count": 1}]
+    assert (
+        'voicewire_provider_fallbacks_total{provider="openai:gpt-4o-mini",stage="llm"} 1.0' in prom
+    )
 
 
 async def test_quota_429_is_not_retried(voice: Make, cloud: FakeCloud) -> None:
@@ -252,6 +260,8 @@ async def test_500s_past_the_retries_fail_the_utterance_not_the_session(
     assert failed.status == "failed" and not failed.of_type("tts_chunk")
     again = await client.ask("hello again")  # same session, the provider is back
     await client.close()
+    async with httpx.AsyncClient(base_url=srv.base) as http:
+        assert (await http.get("/metrics")).json()["errors"] == {"llm_failed": 1}
     assert again.status == "completed" and again.audio
     assert len(cloud.requests("/chat/completions")) == 4
 

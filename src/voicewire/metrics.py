@@ -72,6 +72,7 @@ class TurnMetrics:
         self.stages = {name: StageStats() for name in StageTimings.STAGES}
         self.turns: Counter[str] = Counter()  # by final status
         self.errors: Counter[str] = Counter()  # by error code
+        self.fallbacks: Counter[tuple[str, str]] = Counter()  # by (stage, provider that failed)
         self.connections_total = 0
         self.registry = CollectorRegistry()
         self.latency = Histogram(
@@ -94,6 +95,10 @@ class TurnMetrics:
         return {
             "turns": dict(self.turns),
             "errors": dict(self.errors),
+            "fallbacks": [
+                {"stage": stage, "failed": provider, "count": n}
+                for (stage, provider), n in sorted(self.fallbacks.items())
+            ],
             "connections_total": self.connections_total,
             "latency_ms": {name: s.summary() for name, s in self.stages.items()},
         }

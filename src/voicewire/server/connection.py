@@ -41,6 +41,7 @@ from voicewire.protocol import (
     MetricsUpdate,
     Ping,
     Pong,
+    ProviderFallback,
     ServerFrame,
     SessionUpdate,
     SpeechStarted,
@@ -83,6 +84,10 @@ class Connection:
     # ------------------------------------------------------------------ sending (the Emitter)
 
     async def send(self, frame: ServerFrame) -> None:
+        if isinstance(frame, Error):
+            self.rt.metrics.errors[frame.code.value] += 1
+        elif isinstance(frame, ProviderFallback):
+            self.rt.metrics.fallbacks[(frame.stage, frame.failed)] += 1
         await self._send(frame, None)
 
     async def send_audio(self, header: TtsChunk, pcm: bytes) -> None:
@@ -114,7 +119,6 @@ class Connection:
     async def error(
         self, code: ErrorCode, message: str, ref: str | None = None, uid: str | None = None
     ) -> None:
-        self.rt.metrics.errors[code.value] += 1
         await self.send(Error(code=code, message=message, ref=ref, utterance_id=uid))
 
     # ------------------------------------------------------------------ reader loop

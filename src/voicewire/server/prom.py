@@ -34,6 +34,14 @@ class RuntimeCollector(Collector):
         for code, n in rt.metrics.errors.items():
             errors.add_metric([code], n)
         yield errors
+        fallbacks = CounterMetricFamily(
+            "voicewire_provider_fallbacks",
+            "Calls a provider failed (or was skipped) and the next in its chain took",
+            labels=["stage", "provider"],
+        )
+        for (stage, provider), n in rt.metrics.fallbacks.items():
+            fallbacks.add_metric([stage, provider], n)
+        yield fallbacks
         cost = CounterMetricFamily(
             "voicewire_cost_usd", "Accumulated cost in USD", labels=["component"]
         )

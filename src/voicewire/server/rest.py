@@ -57,6 +57,7 @@ async def metrics(request: Request) -> dict[str, Any]:
         "model_queue": rt.runner.pending,
         "turns": snap["turns"],
         "errors": snap["errors"],
+        "fallbacks": snap["fallbacks"],
         "connections_total": snap["connections_total"],
         "performance": snap["latency_ms"],
         "costs": {
