@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import threading
 import time
 import wave
 from collections import deque
@@ -79,6 +80,8 @@ class FakeCloud:
         self.pace = {"chat": Pace(), "speech": Pace(), "el_tts": Pace()}
         self.default_step = Step(text=["Hello", " there."])
         self._hung: list[asyncio.Event] = []
+        self.abandoned = threading.Event()  # a client closed a request the fake was hanging
+        self.arrived = threading.Event()  # set by every request
         self._loop: asyncio.AbstractEventLoop | None = None
         self.app = self._build()
 
@@ -193,6 +196,7 @@ class FakeCloud:
             body = json.loads(await request.body())
         headers = {k.lower(): v for k, v in request.headers.items()}
         self.seen.append(Seen(request.url.path, time.monotonic(), headers, body))
+        self.arrived.set()
         return body
 
     def _openai_auth(self, request: Request) -> Response | None:
@@ -213,7 +217,11 @@ class FakeCloud:
         async def body() -> AsyncIterator[bytes]:
             if fault and fault.hang:
                 self._hung.append(hang)
-                await hang.wait()
+                try:
+                    await hang.wait()
+                finally:
+                    if not hang.is_set():  # the client went away while we hung
+                        self.abandoned.set()
                 return
             for i, item in enumerate(items):
                 if fault and fault.cut_after is not None and i == fault.cut_after:

@@ -6,6 +6,7 @@ asserts what the user sees: the frames of the utterance.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -330,6 +331,21 @@ async def test_slow_first_byte_without_fallback_is_an_error(voice: Make, cloud: 
     (err,) = errors(result)
     assert err.code == "llm_failed" and "timed out" in err.message
     assert len(cloud.requests("/chat/completions")) == 2  # one retry, then give up
+
+
+async def test_cancel_closes_the_provider_request(voice: Make, cloud: FakeCloud) -> None:
+    cloud.fault("chat", Fault(hang=True))
+    srv = voice(llm_timeout_s=60)
+    client = await Client.connect(srv.ws_url)
+    await client.send_json({"type": "user_text", "text": "hello"})
+    uid = (await client.expect("ack")).utterance_id
+    await client.expect("llm_start")
+    assert await asyncio.to_thread(cloud.arrived.wait, 10)  # the request is at the fake
+    await client.send_json({"type": "cancel", "utterance_id": uid})
+    result = await client.collect(uid)
+    await client.close()
+    assert result.status == "cancelled"
+    assert await asyncio.to_thread(cloud.abandoned.wait, 10)  # the HTTP request was closed
 
 
 async def test_invalid_tool_arguments_go_back_to_the_model(voice: Make, cloud: FakeCloud) -> None:
