@@ -41,6 +41,7 @@ class Fault:
     cut_after: int | None = None  # stream this many events/chunks, then drop the connection
     end_after: int | None = None  # stream this many events, then end the body cleanly
     malformed_at: int | None = None  # replace event N with a line that is not JSON
+    error_at: int | None = None  # replace event N with an in-stream {"error": ...} event
     hang: bool = False  # send the headers, then no body until the test ends
 
 
@@ -230,6 +231,9 @@ class FakeCloud:
                     return
                 if fault and fault.malformed_at == i and sse:
                     item = b'data: {"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {\n\n'
+                if fault and fault.error_at == i and sse:
+                    error = {"message": "The server is overloaded.", "type": "server_error"}
+                    item = f"data: {json.dumps({'error': error})}\n\n".encode()
                 if i == (1 if sse else 0) and pace.first_s:  # after the role chunk / headers
                     await asyncio.sleep(pace.first_s)
                 elif i > 1 and pace.chat_token_s and sse:

@@ -316,6 +316,21 @@ async def test_stream_ending_without_finish_reason_is_not_taken_as_done(
     assert text_of(result) == "Half a" and result.status == "failed"
 
 
+async def test_error_event_inside_the_stream(voice: Make, cloud: FakeCloud) -> None:
+    cloud.reply(Step(text=["Part one.", " Part two."]))
+    cloud.fault("chat", Fault(error_at=2))  # after "Part one." was streamed
+    srv = voice()
+    client = await Client.connect(srv.ws_url)
+    cut = await client.ask("hello")
+    (err,) = errors(cut)
+    assert "The server is overloaded." in err.message and text_of(cut) == "Part one."
+    cloud.fault("chat", Fault(error_at=0))  # before anything: retried
+    cloud.reply(Step(text=["Lost."]), Step(text=["Recovered."]))  # one per attempt
+    whole = await client.ask("again")
+    await client.close()
+    assert whole.status == "completed" and text_of(whole) == "Recovered."
+
+
 async def test_slow_first_byte_times_out_and_falls_back(voice: Make, cloud: FakeCloud) -> None:
     cloud.fault("chat", Fault(hang=True))
     result = await ask(voice(llm="openai:gpt-4o-mini,local", llm_timeout_s=0.5, provider_retries=0))
