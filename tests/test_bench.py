@@ -62,7 +62,8 @@ def test_compare_gives_ratios_per_level() -> None:
 def test_bench_smoke_run_every_turn_succeeds(tmp_path: Path) -> None:
     out = tmp_path / "smoke.json"
     cmd = [sys.executable, "-m", "voicewire.cli", "bench", "run", "--profile", "zero",
-           "--levels", "5", "--duration", "2", "--out", str(out)]  # fmt: skip
+           "--levels", "5", "--duration", "2", "--out", str(out),
+           "--env", "OPENAI_API_KEY=sk-never-in-a-report"]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
@@ -74,6 +75,8 @@ def test_bench_smoke_run_every_turn_succeeds(tmp_path: Path) -> None:
     html = out.with_suffix(".html")
     assert html.exists() and "plotly" in html.read_text()[:5000].lower()
     assert (tmp_path / "plotly.min.js").exists()  # the report opens offline
+    assert result["settings"]["server_env"]["OPENAI_API_KEY"] == "**********"
+    assert "sk-never-in-a-report" not in out.read_text() + html.read_text()
 
 
 async def test_a_turn_budget_ends_the_level() -> None:

@@ -162,7 +162,7 @@ def run(
             "input": input_kind,
             "server_cpus": server_cpus,
             "client_cpus": sorted(os.sched_getaffinity(0)),
-            "server_env": env if url is None else None,
+            "server_env": _masked(env) if url is None else None,
         },
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "levels": rows,
@@ -268,3 +268,9 @@ def write_report(result: dict[str, Any], json_path: Path) -> Path:
     html_path = json_path.with_suffix(".html")
     fig.write_html(html_path, include_plotlyjs="directory", full_html=True)
     return html_path
+
+
+def _masked(env: dict[str, str]) -> dict[str, str]:
+    """The server's environment as results record it: keys and tokens never reach a report."""
+    secret = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+    return {k: "**********" if any(w in k.upper() for w in secret) else v for k, v in env.items()}
