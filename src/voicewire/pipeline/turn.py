@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ from voicewire.providers.base import (
 )
 from voicewire.session import Session, UtteranceRecord
 from voicewire.tools.registry import ToolError, ToolOutput
+
+log = logging.getLogger(__name__)
 
 
 class Emitter(Protocol):
@@ -182,6 +185,8 @@ class Turn:
         return self.status
 
     async def _fail(self, code: ErrorCode, stage: str, message: str) -> None:
+        if code != ErrorCode.NO_SPEECH:  # operators need provider failures in the log
+            log.warning("%s %s: %s failed: %s", self.session.id, self.uid, stage, message)
         self.req.record.error = f"{code}: {message}"
         await self.out.send(Error(utterance_id=self.uid, code=code, stage=stage, message=message))
 

@@ -174,15 +174,19 @@ def _wait(policy: NetPolicy) -> Callable[[RetryCallState], float]:
 def _retrying(policy: NetPolicy, provider: str) -> AsyncRetrying:
     def worth_retrying(exc: BaseException) -> bool:
         f = classify(exc)
-        ok = f.retriable and (f.retry_after_s is None or f.retry_after_s <= policy.max_wait_s)
-        if ok:
-            log.warning("%s: %s; retrying", provider, f.reason)
-        return ok
+        return f.retriable and (f.retry_after_s is None or f.retry_after_s <= policy.max_wait_s)
+
+    def announce(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        reason = classify(exc).reason if exc else "?"
+        log.warning("%s: %s; retry %d in %.2f s", provider, reason, state.attempt_number, wait)
 
     return AsyncRetrying(
         stop=stop_after_attempt(policy.retries + 1),
         retry=retry_if_exception(worth_retrying),
         wait=_wait(policy),
+        before_sleep=announce,
         reraise=True,
     )
 
