@@ -386,3 +386,19 @@ async def test_health_says_starting_until_the_models_are_ready(fakes: Fakes) -> 
     finally:
         release.set()
         srv.stop()
+
+
+async def test_web_pages_of_other_origins_cannot_open_the_socket(fake_server: Make) -> None:
+    """A page on another site must not drive the server (and spend its cloud credits)."""
+    from websockets.exceptions import InvalidStatus
+
+    srv = fake_server(allowed_origins="https://app.example.com")
+    host = srv.base.removeprefix("http://")
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(srv.ws_url, additional_headers={"Origin": "https://evil.example"})
+    assert refused.value.response.status_code == 403
+    for origin in (f"http://{host}", "https://app.example.com"):  # its own page; configured
+        async with connect(srv.ws_url, additional_headers={"Origin": origin}) as ws:
+            assert parse_server_frame(await ws.recv()).type == "init"
+    async with connect(srv.ws_url) as ws:  # no Origin: not a browser, not asked
+        assert parse_server_frame(await ws.recv()).type == "init"

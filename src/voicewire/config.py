@@ -39,6 +39,10 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # Browser origins, besides the server's own, allowed to open the WebSocket (comma-separated,
+    # e.g. "https://app.example.com"; "*" allows any). Without this check any web page the user
+    # visits could drive the server, and spend its cloud credits, from their browser.
+    allowed_origins: str = ""
     log_level: str = "info"
 
     # Providers, as "kind" or "kind:model"; a comma-separated list is a fallback chain, tried

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import FileResponse
@@ -19,6 +21,8 @@ from voicewire.providers.base import Providers
 from voicewire.server import rest, viz
 from voicewire.server.connection import Connection
 from voicewire.server.runtime import ProviderFactory, Runtime
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -72,6 +76,20 @@ def create_app(
 
     @app.websocket("/ws/multimodal")
     async def multimodal(ws: WebSocket) -> None:
+        origin = ws.headers.get("origin")
+        if origin and not origin_allowed(origin, ws.headers.get("host", ""), settings):
+            log.warning("refused a WebSocket from origin %s", origin)
+            await ws.close(code=1008, reason="origin not allowed")  # before accept: HTTP 403
+            return
         await Connection(ws, runtime).serve()
 
     return app
+
+
+def origin_allowed(origin: str, host: str, settings: Settings) -> bool:
+    """Browsers send ``Origin``; other clients do not and are not asked. A page may connect if
+    it was served by this server (same host and port) or its origin is configured."""
+    allowed = {o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip()}
+    if "*" in allowed or origin.rstrip("/") in allowed:
+        return True
+    return urlsplit(origin).netloc.lower() == host.lower()
