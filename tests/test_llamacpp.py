@@ -6,6 +6,11 @@ in ``make test-llama``, not in ``make test``; without the package these tests ar
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +26,12 @@ from voicewire.providers.llamacpp import LlamaCppLLM
 from voicewire.providers.runner import ModelRunner
 
 pytestmark = pytest.mark.llama
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +73,39 @@ def test_a_missing_file_fails_at_start_up(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="GGUF file"):
         start_server(None, llm=f"llama-cpp:{tmp_path / 'nope.gguf'}")
+
+
+@pytest.fixture(scope="module")
+def llama_server(gguf_file: Path) -> Iterator[str]:
+    """llama-cpp-python's own OpenAI-compatible server (a third party's SSE, not our fake)."""
+    pytest.importorskip("sse_starlette")  # the [server] extra
+    port = free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_file),
+           "--model_alias", "tiny", "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # ready when uvicorn says so; fails if the process dies first
+        if "Uvicorn running" in line:
+            break
+    else:
+        pytest.fail(f"llama_cpp.server exited with {proc.wait()}")
+    threading.Thread(target=proc.stderr.read, daemon=True).start()  # never let its log block it
+    yield f"http://127.0.0.1:{port}/v1"
+    proc.terminate()
+    proc.wait(10)
+
+
+async def test_a_real_openai_compatible_server(llama_server: str) -> None:
+    srv = start_server(
+        None, llm="openai-compatible:tiny", compat_base_url=llama_server,
+        stt="simulated:zero", tts="simulated:zero", llm_max_tokens=8,
+    )  # fmt: skip
+    try:
+        client = await Client.connect(srv.ws_url)
+        result = await client.ask("hello there")
+        await client.close()
+    finally:
+        srv.stop()
+    check_invariants([r.frame for r in result.frames])
+    assert not result.of_type("error"), result.of_type("error")
+    assert result.status == "completed" and result.of_type("llm_streaming")
