@@ -125,6 +125,21 @@ class FakeCloud:
             events = _chat_events(body["model"], step, body.get("stream_options"))
             return self._stream(events, fault, "text/event-stream", self.pace["chat"], sse=True)
 
+        @app.get("/v1/models")
+        async def models(request: Request) -> Response:
+            self.seen.append(Seen(request.url.path, time.monotonic(), dict(request.headers), None))
+            if "xi-api-key" in request.headers:  # ElevenLabs' GET /v1/models
+                if request.headers["xi-api-key"] != ELEVEN_KEY:
+                    return _eleven_error(Fault(status=401, code="invalid_api_key"))
+                return JSONResponse(
+                    [{"model_id": "eleven_flash_v2_5", "can_do_text_to_speech": True}]
+                )
+            if (denied := self._openai_auth(request)) is not None:
+                return denied
+            return JSONResponse(
+                {"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model"}]}
+            )
+
         @app.post("/v1/audio/transcriptions")
         async def transcriptions(request: Request) -> Response:
             await self._record(request)

@@ -436,6 +436,20 @@ async def test_tts_falls_back_and_is_resampled(voice: Make, cloud: FakeCloud) ->
 # ------------------------------------------------------------------------------ configuration
 
 
+async def test_start_up_checks_every_endpoint_and_reports_a_bad_key(
+    voice: Make, cloud: FakeCloud
+) -> None:
+    srv = voice(warmup=True, stt="elevenlabs", elevenlabs_api_key="xi-wrong")
+    async with httpx.AsyncClient(base_url=srv.base) as http:
+        client = await Client.connect(srv.ws_url)  # served once the start-up has finished
+        await client.close()
+        health = (await http.get("/health")).json()
+    endpoints = health["endpoints"]
+    assert endpoints["openai"] == "ok"
+    assert endpoints["elevenlabs-stt"].startswith("HTTP 401 unauthorised")
+    assert health["status"] == "ready"  # not fatal: a chain may fall back
+
+
 def test_missing_key_fails_at_start_up(cloud: FakeCloud) -> None:
     from voicewire.providers import ConfigError
 

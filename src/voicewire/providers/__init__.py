@@ -8,6 +8,7 @@ start-up, with a message that says what to do; never at the first turn.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -170,6 +171,29 @@ class _Clients:
             lambda: elevenlabs.client(s.elevenlabs_base_url, key, self.policy(stage)),
         )
 
+    async def check(self) -> dict[str, str]:
+        """Open a connection to every endpoint and ask it something free (its model list), so
+        the first turn finds a warm connection and a rejected key shows at start-up."""
+        from voicewire.providers.cloud import net
+
+        async def one(key: str, client: Any) -> str:
+            try:
+                if key.startswith("elevenlabs"):
+                    response = await client.get("/v1/models")
+                    if response.status_code >= 400:
+                        raise net.HTTPStatusFailure(
+                            response.status_code, response.headers, response.content
+                        )
+                else:
+                    await client.get("/models", cast_to=object)
+            except Exception as exc:
+                return net.classify(exc).reason
+            return "ok"
+
+        keys = list(self._made)
+        results = await asyncio.gather(*(one(k, self._made[k]) for k in keys))
+        return dict(zip(keys, results, strict=True))
+
     async def aclose(self) -> None:
         for client in self._made.values():
             await (getattr(client, "aclose", None) or client.close)()
@@ -266,4 +290,5 @@ def build_providers(settings: Settings, runner: ModelRunner) -> Providers:
         llm=chain("llm", _llm, fallback.FallbackLLM),
         tts=tts,
         close=net.aclose,
+        check=net.check,
     )

@@ -138,9 +138,13 @@ class Providers:
     llm: LLM
     tts: TTS
     close: Callable[[], Awaitable[None]] | None = None  # releases network clients
+    check: Callable[[], Awaitable[dict[str, str]]] | None = None  # endpoint -> "ok" or why
 
     def describe(self) -> dict[str, str]:
         return {"stt": self.stt.name, "llm": self.llm.name, "tts": self.tts.name}
+
+    async def check_endpoints(self) -> dict[str, str]:
+        return await self.check() if self.check is not None else {}
 
     async def aclose(self) -> None:
         if self.close is not None:

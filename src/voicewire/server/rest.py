@@ -32,6 +32,7 @@ async def health(request: Request) -> JSONResponse:
         "protocol_version": PROTOCOL_VERSION,
         "uptime_s": round(time.monotonic() - rt.started_at, 3),
         "models": rt.providers.describe() if rt.providers else None,
+        "endpoints": rt.endpoint_checks,
         "sessions": {"connected": rt.store.connected(), "known": len(rt.store)},
     }
     if rt.error:

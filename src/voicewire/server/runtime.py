@@ -68,6 +68,7 @@ class Runtime:
         self.loaded = asyncio.Event()  # set when start() has finished, ready or failed
         self.status: Status = "starting"
         self.error: str | None = None
+        self.endpoint_checks: dict[str, str] = {}  # network providers at start-up
         self.started_at = time.monotonic()
         self.metrics.registry.register(RuntimeCollector(self))  # reads the state above
 
@@ -83,7 +84,12 @@ class Runtime:
                 self.providers = await asyncio.to_thread(self._factory, self.settings, self.runner)
             if self.settings.warmup:
                 await asyncio.to_thread(warm_tools)
+                checks = asyncio.create_task(self.providers.check_endpoints())
                 await self._warm_up(self.providers)
+                self.endpoint_checks = await checks
+                for endpoint, result in self.endpoint_checks.items():
+                    if result != "ok":  # not fatal: a chain may fall back, the network may heal
+                        log.error("%s does not answer as it should: %s", endpoint, result)
         except Exception as exc:
             self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"
             log.exception("could not start the providers")
