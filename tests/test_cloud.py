@@ -144,6 +144,14 @@ async def test_openai_turn_with_parallel_tool_calls(voice: Make, cloud: FakeClou
     assert Decimal(cost["tts"]) == Decimal(chars) * Decimal("0.015") / 1000
 
 
+async def test_reasoning_effort_is_sent_where_it_belongs(voice: Make, cloud: FakeCloud) -> None:
+    await ask(voice(llm="openai:gpt-6-luna"))  # its tool calls need "none"
+    await ask(voice(llm="openai:gpt-5-mini", llm_reasoning_effort="minimal"))
+    await ask(voice())  # gpt-4o-mini is no reasoning model: the field would be refused
+    sent = [c.body.get("reasoning_effort") for c in cloud.requests("/chat/completions")]
+    assert sent == ["none", "minimal", None]
+
+
 async def test_spoken_turn_on_all_three_cloud_stages(
     voice: Make, cloud: FakeCloud, speaker: Speaker
 ) -> None:

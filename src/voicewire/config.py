@@ -93,6 +93,11 @@ class Settings(BaseSettings):
         "live system figures."
     )
     llm_max_tokens: int | None = Field(default=None, ge=1)
+    # Sent as reasoning_effort to OpenAI reasoning models (gpt-5*, gpt-6*, o*): lower is faster
+    # to first token. Unset: "none" for gpt-6 models (their tool calls need it), else not sent.
+    llm_reasoning_effort: (
+        Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None
+    ) = None
     stt_language: str | None = "en"  # a hint for cloud STT; None lets it detect
     tts_voice: str | None = None  # None: the provider's default (docs/providers.md)
     # Rate requested from cloud TTS that offer a choice (ElevenLabs); OpenAI's PCM is 24 kHz.

@@ -236,6 +236,7 @@ def _llm(spec: Spec, s: Settings, runner: ModelRunner, net: _Clients) -> LLM:
             system_prompt=s.system_prompt,
             max_tokens=s.llm_max_tokens,
             compatible=spec.kind == "openai-compatible",
+            reasoning_effort=s.llm_reasoning_effort,
         )
     if spec.kind == "llama-cpp":
         from voicewire.providers.llamacpp import LlamaCppLLM

@@ -89,6 +89,7 @@ class OpenAILLM:
         system_prompt: str | None = None,
         max_tokens: int | None = None,
         compatible: bool = False,
+        reasoning_effort: str | None = None,
     ) -> None:
         self.name = name
         self.client = client
@@ -97,6 +98,9 @@ class OpenAILLM:
         self.system_prompt = system_prompt
         self.max_tokens = max_tokens
         self.compatible = compatible
+        if reasoning_effort is None and not compatible and model.startswith("gpt-6"):
+            reasoning_effort = "none"  # gpt-6 models call tools in Chat Completions only so
+        self.reasoning_effort = reasoning_effort
 
     def _request(self, messages: list[Message], tools: list[ToolSpec]) -> dict[str, Any]:
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
@@ -108,6 +112,8 @@ class OpenAILLM:
         }
         if tools:
             body["tools"] = [t.openai_schema() for t in tools]
+        if self.reasoning_effort:
+            body["reasoning_effort"] = self.reasoning_effort
         if self.max_tokens:
             # compatible servers know the older name; OpenAI deprecated it
             body["max_tokens" if self.compatible else "max_completion_tokens"] = self.max_tokens
