@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -63,9 +63,21 @@ def voice(cloud: FakeCloud) -> Iterator[Make]:
 
 
 async def ask(srv: RunningServer, text: str = "hello") -> TurnResult:
+    """One typed turn on a new session."""
+    return await _one_turn(srv, lambda c: c.ask(text))
+
+
+async def say(srv: RunningServer, pcm: bytes) -> TurnResult:
+    """One spoken turn (16 kHz PCM, sent at once) on a new session."""
+    return await _one_turn(srv, lambda c: c.say(pcm, realtime=False))
+
+
+async def _one_turn(
+    srv: RunningServer, turn: Callable[[Client], Awaitable[TurnResult]]
+) -> TurnResult:
     client = await Client.connect(srv.ws_url)
     try:
-        result = await client.ask(text)
+        result = await turn(client)
     finally:
         await client.close()
     check_invariants([r.frame for r in result.frames])
@@ -189,10 +201,8 @@ async def test_spoken_turn_on_all_three_cloud_stages(
 
 async def test_elevenlabs_stt_uploads_raw_16k_pcm(voice: Make, cloud: FakeCloud) -> None:
     srv = voice(stt="elevenlabs:scribe_v1", tts="simulated:zero")
-    client = await Client.connect(srv.ws_url)
     tone = (3000 * np.sin(np.arange(16_000) / 16_000 * 2 * np.pi * 220)).astype("<i2").tobytes()
-    result = await client.say(tone, realtime=False)
-    await client.close()
+    result = await say(srv, tone)
     assert result.first("stt_complete").text == cloud.transcript  # type: ignore[union-attr]
     form = cloud.requests("/speech-to-text")[0].body
     assert form["model_id"] == "scribe_v1" and form["file_format"] == "pcm_s16le_16"
@@ -387,20 +397,14 @@ async def test_invalid_tool_arguments_go_back_to_the_model(voice: Make, cloud: F
 
 async def test_stt_500_is_retried(voice: Make, cloud: FakeCloud) -> None:
     cloud.fault("transcriptions", Fault(status=502))
-    srv = voice()
-    client = await Client.connect(srv.ws_url)
-    result = await client.say(bytes(16_000), realtime=False)
-    await client.close()
+    result = await say(voice(), bytes(16_000))
     assert result.first("stt_complete").text == cloud.transcript  # type: ignore[union-attr]
     assert len(cloud.requests("/audio/transcriptions")) == 2
 
 
 async def test_stt_401_fails_the_utterance(voice: Make, cloud: FakeCloud) -> None:
     cloud.fault("transcriptions", Fault(status=401))
-    srv = voice()
-    client = await Client.connect(srv.ws_url)
-    result = await client.say(bytes(16_000), realtime=False)
-    await client.close()
+    result = await say(voice(), bytes(16_000))
     (err,) = errors(result)
     assert err.code == "stt_failed" and err.stage == "stt" and "401" in err.message
     assert result.status == "failed" and not result.of_type("llm_start")
