@@ -19,6 +19,7 @@ from voicewire.protocol import ServerFrame
 from voicewire.providers.base import Providers
 from voicewire.providers.fake import FakeLLM, FakeSTT, FakeTTS
 from voicewire.server.app import create_app
+from voicewire.server.serving import uvicorn_config
 
 
 @dataclass
@@ -37,8 +38,9 @@ class RunningServer:
         self.thread.join(timeout=20)
 
 
-def serve(app: Any, ws_max_size: int = 16 * 1024 * 1024) -> RunningServer:
-    """Serve an ASGI app with real uvicorn on a pre-bound loopback socket.
+def serve(app: Any, settings: Settings | None = None) -> RunningServer:
+    """Serve an ASGI app with real uvicorn on a pre-bound loopback socket, configured as
+    ``voicewire serve`` configures it.
 
     Binding first means the socket accepts connections before uvicorn's loop runs, so tests
     connect without waiting or polling for start-up.
@@ -48,13 +50,7 @@ def serve(app: Any, ws_max_size: int = 16 * 1024 * 1024) -> RunningServer:
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        ws_max_size=ws_max_size,
-        ws_per_message_deflate=False,
-        lifespan="on",
-    )
+    config = uvicorn_config(app, settings or Settings(), log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -66,7 +62,7 @@ def start_server(providers: Providers | None = None, **overrides: Any) -> Runnin
     overrides.setdefault("warmup", False)
     overrides.setdefault("data_dir", Path(tempfile.mkdtemp(prefix="voicewire-test-")))
     settings = Settings(**overrides)
-    return serve(create_app(settings, providers=providers), settings.max_frame_bytes * 2)
+    return serve(create_app(settings, providers=providers), settings)
 
 
 @dataclass

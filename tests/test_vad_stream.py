@@ -43,16 +43,17 @@ async def test_server_vad_ends_the_turn_and_reuses_the_speculative_transcript(
 async def test_speech_after_a_pause_drops_the_speculation(
     fake_server: Make, fakes: Fakes, speaker: Speaker
 ) -> None:
-    fakes.stt.transcripts = ["partial", "whole"]
+    first, second = speaker.say("Hello there."), speaker.say("How are you?")
+    fakes.stt.respond = lambda pcm: "whole" if len(pcm) >= len(first) + len(second) else "partial"
     srv = fake_server(turn_detection="server_vad", silence_ms=900, speculative_stt_ms=120)
     client = await Client.connect(srv.ws_url)
-    audio = speaker.say("Hello there.") + silence(250) + speaker.say("How are you?") + silence(1500)
-    await client.stream_audio(audio, realtime=False)
+    await client.stream_audio(first + silence(250) + second + silence(1500), realtime=False)
     result = await client.collect(timeout=20)
     assert [f.type for f in (r.frame for r in result.frames)].count("speech_started") == 1
     stt = result.first("stt_complete")
     assert stt is not None and stt.text == "whole"  # type: ignore[attr-defined]
-    assert len(fakes.stt.calls) == 2 and len(fakes.stt.calls[1]) > len(fakes.stt.calls[0])
+    # the speculation at the first pause may or may not have started before it was superseded
+    assert 1 <= len(fakes.stt.calls) <= 2
     await client.close()
 
 

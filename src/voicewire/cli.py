@@ -29,6 +29,7 @@ def serve(
 
     from voicewire.providers import ConfigError
     from voicewire.server.app import create_app
+    from voicewire.server.serving import uvicorn_config
 
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v}
     settings = Settings(**overrides)
@@ -40,15 +41,7 @@ def serve(
     except ConfigError as exc:
         console.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    uvicorn.run(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        # Frames up to twice our limit still get a clear error frame; larger ones close the socket.
-        ws_max_size=settings.max_frame_bytes * 2,
-        ws_per_message_deflate=False,
-    )
+    uvicorn.Server(uvicorn_config(application, settings)).run()
 
 
 @app.command()

@@ -166,6 +166,16 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=4000, ge=1)
     max_frame_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_audio_s: float = Field(default=60.0, gt=0)
+    # Output limits per utterance: a reply longer than this is cut (the LLM stream is closed,
+    # synthesis stops) and the cut is reported. Without them one long echoed text became
+    # minutes of speech and tens of seconds of shared model time.
+    max_reply_chars: int = Field(default=1500, ge=1)
+    max_reply_audio_s: float = Field(default=120.0, gt=0)
+    # Connections: at most this many at once (then HTTP 503, so file descriptors cannot be
+    # exhausted), and a client must finish its request headers / WebSocket handshake within
+    # handshake_timeout_s or the socket is closed.
+    max_connections: int = Field(default=5000, ge=1)
+    handshake_timeout_s: float = Field(default=10.0, gt=0, le=600)
 
     @classmethod
     def settings_customise_sources(

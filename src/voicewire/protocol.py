@@ -11,12 +11,13 @@ binary ``assistant_audio`` frames: ``[uint32 BE header length][TtsChunk JSON][PC
 from __future__ import annotations
 
 import json
+import re
 import struct
 import time
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 PROTOCOL_VERSION = "1.0"
 INPUT_SAMPLE_RATE = 16_000
@@ -39,23 +40,37 @@ class ErrorCode(StrEnum):
     STT_FAILED = "stt_failed"
     LLM_FAILED = "llm_failed"
     TTS_FAILED = "tts_failed"
+    REPLY_TRUNCATED = "reply_truncated"
     IDLE_TIMEOUT = "idle_timeout"
     INTERNAL = "internal"
 
 
 # --------------------------------------------------------------------------- client -> server
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """Replace lone UTF-16 surrogates (``"\\ud800"`` is valid JSON but not encodable) with
+    U+FFFD, so text taken from a client or a provider can always be stored and sent."""
+    return text if text.isascii() else _LONE_SURROGATE.sub("\ufffd", text)
+
+
+CleanStr = Annotated[str, AfterValidator(clean_text)]
+
 
 class _ClientFrame(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    ref: str | None = Field(default=None, max_length=128, description="Echoed in ack/error.")
+    # strict: "300" is not a number and true is not 300; a client bug should be seen, not
+    # guessed around
+    model_config = ConfigDict(extra="ignore", strict=True)
+    ref: CleanStr | None = Field(default=None, max_length=128, description="Echoed in ack/error.")
 
 
 class UserText(_ClientFrame):
     """A typed message from the user; starts an utterance."""
 
     type: Literal["user_text"]
-    text: str
+    text: CleanStr
 
 
 class UserAudio(_ClientFrame):
@@ -85,7 +100,7 @@ class Cancel(_ClientFrame):
     """Stop an utterance now: queued or running, every task of it."""
 
     type: Literal["cancel"]
-    utterance_id: str
+    utterance_id: CleanStr = Field(max_length=64)
 
 
 class Ping(_ClientFrame):
@@ -134,6 +149,8 @@ class Limits(BaseModel):
     max_frame_bytes: int
     max_audio_s: float
     max_queued_utterances: int
+    max_reply_chars: int
+    max_reply_audio_s: float
 
 
 class Init(ServerFrame):

@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,9 +41,11 @@ from voicewire.protocol import (
     VisualizationData,
     VizComplete,
     VizStart,
+    clean_text,
 )
 from voicewire.providers.base import (
     Fallback,
+    LLMEvent,
     Message,
     ProviderError,
     Providers,
@@ -53,6 +55,7 @@ from voicewire.providers.base import (
     Transcript,
     Usage,
     UsageReport,
+    redact,
 )
 from voicewire.session import Session, UtteranceRecord
 from voicewire.tools.registry import ToolError, ToolOutput
@@ -96,6 +99,8 @@ class TurnConfig:
     tts_chunk_ms: int = 100
     max_tool_rounds: int = 3
     tool_timeout_s: float = 10.0
+    max_reply_chars: int = 1500
+    max_reply_audio_s: float = 120.0
 
 
 @dataclass(slots=True)
@@ -151,7 +156,8 @@ class Turn:
         self._figures_sent = 0
         self._messages: list[Message] = []  # this turn, OpenAI-shaped, for the history
         self._first_sentence_at: float | None = None
-        self._tts_failed = False
+        self._tts_failed = False  # no more audio for this reply: TTS failed or the cap was hit
+        self._reply_chars = 0
         self._chunks = 0  # audio chunks sent
         self._samples_out = 0  # audio samples sent: the reply timeline's clock
 
@@ -241,26 +247,16 @@ class Turn:
         reply: list[str] = []
         await self.out.send(LlmStart(utterance_id=self.uid))
         start = time.perf_counter()
+        step_text: list[str] = []
+        streamed = False  # the current step's text is in ``reply``
         try:
             for _round in range(self.cfg.max_tool_rounds + 1):
-                calls: list[ToolCallRequest] = []
-                step_text: list[str] = []
+                step_text, streamed = [], False
                 offer = specs if _round < self.cfg.max_tool_rounds else []
-                async for event in self.p.llm.stream([*history, *self._messages], offer):
-                    if isinstance(event, TextDelta):
-                        if self.timings.llm_ttft_ms is None:
-                            self.timings.llm_ttft_ms = _ms(start)
-                        step_text.append(event.text)
-                        reply.append(event.text)
-                        await self.out.send(LlmStreaming(utterance_id=self.uid, delta=event.text))
-                        for sentence in chunker.push(event.text):
-                            self._queue_sentence(sentence)
-                    elif isinstance(event, ToolCallRequest):
-                        calls.append(event)
-                    elif isinstance(event, UsageReport):
-                        self.usage.add("llm", event.provider or self.p.llm.name, event.usage)
-                    elif isinstance(event, Fallback):
-                        await self._fell_back(event)
+                stream = self.p.llm.stream([*history, *self._messages], offer)
+                calls = await self._step(stream, start, chunker, step_text)
+                reply += step_text
+                streamed = True
                 if calls and not offer:  # no tools were offered: a call now is not honoured
                     calls = []
                 if not calls:
@@ -273,6 +269,8 @@ class Turn:
         except Exception as exc:  # the LLM failed: keep what was said, report the rest
             self.status = "failed"
             await self._fail(ErrorCode.LLM_FAILED, "llm", _reason(exc))
+            if not streamed:
+                reply += step_text
             if step_text:
                 self._messages.append({"role": "assistant", "content": "".join(step_text)})
         self.timings.llm_ms = _ms(start)
@@ -283,6 +281,54 @@ class Turn:
         text = "".join(reply).strip()
         await self.out.send(LlmComplete(utterance_id=self.uid, text=text))
         return text
+
+    async def _step(
+        self,
+        stream: AsyncIterator[LLMEvent],
+        start: float,
+        chunker: SentenceChunker,
+        step_text: list[str],
+    ) -> list[ToolCallRequest]:
+        """Stream one LLM step: text to the user and the chunker, tool calls collected.
+
+        A reply that reaches ``max_reply_chars`` is cut there: the stream is closed (which ends
+        the provider's request) and the step's tool calls are dropped.
+        """
+        calls: list[ToolCallRequest] = []
+        limit = self.cfg.max_reply_chars
+        async with contextlib.aclosing(stream):  # type: ignore[type-var]
+            async for event in stream:
+                if isinstance(event, TextDelta):
+                    if self.timings.llm_ttft_ms is None:
+                        self.timings.llm_ttft_ms = _ms(start)
+                    delta = clean_text(event.text)[: limit - self._reply_chars]
+                    self._reply_chars += len(delta)
+                    step_text.append(delta)
+                    await self.out.send(LlmStreaming(utterance_id=self.uid, delta=delta))
+                    for sentence in chunker.push(delta):
+                        self._queue_sentence(sentence)
+                    if self._reply_chars >= limit:
+                        await self._truncated("llm", f"the reply reached {limit} characters")
+                        return []
+                elif isinstance(event, ToolCallRequest):
+                    calls.append(event)
+                elif isinstance(event, UsageReport):
+                    self.usage.add("llm", event.provider or self.p.llm.name, event.usage)
+                elif isinstance(event, Fallback):
+                    await self._fell_back(event)
+        return calls
+
+    async def _truncated(self, stage: str, why: str) -> None:
+        """The reply hit a configured cap: say so once; the turn still completes."""
+        self.req.record.error = f"{ErrorCode.REPLY_TRUNCATED}: {why}"
+        await self.out.send(
+            Error(
+                utterance_id=self.uid,
+                code=ErrorCode.REPLY_TRUNCATED,
+                stage=stage,
+                message=f"reply cut: {why}",
+            )
+        )
 
     async def _run_tools(self, calls: list[ToolCallRequest], text: str) -> list[Message]:
         """Run one step's calls concurrently; one barrier; results return in call order."""
@@ -368,6 +414,7 @@ class Turn:
         """Turn sentences into audio chunks as they come; place each on the reply timeline."""
         rate = self.p.tts.sample_rate
         chunk_bytes = max(2, rate * self.cfg.tts_chunk_ms // 1000 * 2)
+        max_bytes = int(self.cfg.max_reply_audio_s * rate) * 2
         while (item := await self._sentences.get()) is not None:
             sentence, figures = item
             if sentence is None or self._tts_failed:
@@ -378,24 +425,36 @@ class Turn:
                 continue
             caption: str | None = sentence  # sent with the sentence's first chunk
             pending = b""
+            cut = False
             try:
-                async for pcm in self.p.tts.synthesize(sentence):
-                    if isinstance(pcm, UsageReport):
-                        self.usage.add("tts", pcm.provider or self.p.tts.name, pcm.usage)
-                        continue
-                    if isinstance(pcm, Fallback):
-                        await self._fell_back(pcm)
-                        continue
-                    pending += pcm
-                    full = len(pending) - len(pending) % chunk_bytes
-                    for i in range(0, full, chunk_bytes):
-                        await self._play(caption, figures, pending[i : i + chunk_bytes], rate)
-                        caption = None
-                    pending = pending[full:]
+                stream = self.p.tts.synthesize(sentence)
+                async with contextlib.aclosing(stream):  # type: ignore[type-var]
+                    async for pcm in stream:
+                        if isinstance(pcm, UsageReport):
+                            self.usage.add("tts", pcm.provider or self.p.tts.name, pcm.usage)
+                            continue
+                        if isinstance(pcm, Fallback):
+                            await self._fell_back(pcm)
+                            continue
+                        pending += pcm
+                        room = max_bytes - self._samples_out * 2
+                        if len(pending) >= room:  # the reply's audio cap: stop synthesis here
+                            pending, cut = pending[:room], True
+                        full = len(pending) - len(pending) % chunk_bytes
+                        for i in range(0, full, chunk_bytes):
+                            await self._play(caption, figures, pending[i : i + chunk_bytes], rate)
+                            caption = None
+                        pending = pending[full:]
+                        if cut:
+                            break
                 tail = pending[: len(pending) - len(pending) % 2]
                 if tail:
                     await self._play(caption, figures, tail, rate)
                     caption = None
+                if cut:
+                    self._tts_failed = True  # the rest of the reply goes out as text
+                    limit = f"{self.cfg.max_reply_audio_s:g} s"
+                    await self._truncated("tts", f"the reply's audio reached {limit}")
             except Exception as exc:
                 self._tts_failed = True
                 if self.status == "completed":
@@ -455,4 +514,4 @@ class Turn:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ProviderError):
         return str(exc)
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)

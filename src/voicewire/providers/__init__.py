@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from voicewire.config import Settings
-from voicewire.providers.base import LLM, STT, TTS, Providers
+from voicewire.providers.base import LLM, STT, TTS, Providers, register_secret
 from voicewire.providers.runner import ModelRunner
 
 KINDS: dict[str, tuple[str, ...]] = {
@@ -125,6 +125,8 @@ class _Clients:
     def __init__(self, settings: Settings) -> None:
         self.s = settings
         self._made: dict[str, Any] = {}
+        for key in (settings.openai_api_key, settings.elevenlabs_api_key, settings.compat_api_key):
+            register_secret(key.get_secret_value() if key else None)
 
     def _once(self, key: str, make: Callable[[], Any]) -> Any:
         if key not in self._made:

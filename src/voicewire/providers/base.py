@@ -7,6 +7,7 @@ the shared :class:`~voicewire.providers.runner.ModelRunner`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -93,10 +94,41 @@ class ToolSpec:
         }
 
 
+# ---------------------------------------------------------------------------- redaction
+# Provider failure text travels far: the log, error frames, provider_fallback, /health (no
+# auth). An upstream that quotes the request's key in its error body would leak it to all of
+# them, so every reason is redacted and bounded where it leaves the provider layer.
+
+MAX_REASON_CHARS = 300
+_SECRETS: set[str] = set()
+_TOKEN_LIKE = re.compile(
+    r"(?i)(\bbearer\s+|\b(?:api[_-]?key|xi-api-key|token|secret)[\"']?\s*[:=]\s*[\"']?)"
+    r"[^\s\"',;]+"
+    r"|\b(?:sk|rk|pk)-[A-Za-z0-9_\-]{8,}"
+)
+
+
+def register_secret(value: str | None) -> None:
+    """A configured key: never shown in any reason."""
+    if value and len(value) >= 6:
+        _SECRETS.add(value)
+
+
+def redact(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """``text`` without configured keys or anything shaped like a key, at most ``limit`` chars."""
+    for secret in _SECRETS:
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
+    text = _TOKEN_LIKE.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
+    text = " ".join(text.split())  # no multi-line bodies in a one-line log or frame
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
 class ProviderError(Exception):
     """A provider could not do its part; degrades one utterance, never the session."""
 
     def __init__(self, provider: str, message: str) -> None:
+        message = redact(message)
         super().__init__(f"{provider}: {message}")
         self.provider = provider
         self.reason = message

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from voicewire.providers.base import (
@@ -40,8 +40,10 @@ class FakeSTT:
         transcripts: list[str] | None = None,
         latency_s: float = 0.0,
         error: Exception | None = None,
+        respond: Callable[[bytes], str] | None = None,
     ) -> None:
         self.transcripts = transcripts or ["hello"]
+        self.respond = respond  # the transcript as a function of the audio, when set
         self.latency_s = latency_s
         self.error = error
         self.calls: list[bytes] = []
@@ -52,7 +54,10 @@ class FakeSTT:
             await asyncio.sleep(self.latency_s)
         if self.error is not None:
             raise self.error
-        text = self.transcripts[min(len(self.calls), len(self.transcripts)) - 1]
+        if self.respond is not None:
+            text = self.respond(pcm)
+        else:
+            text = self.transcripts[min(len(self.calls), len(self.transcripts)) - 1]
         return Transcript(text, Usage(audio_seconds=len(pcm) / 2 / sample_rate))
 
 

@@ -30,6 +30,7 @@ from voicewire.providers.base import (
     Transcript,
     TTSEvent,
     UsageReport,
+    redact,
 )
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class Breaker:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ProviderError):
         return exc.reason
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
 
 class _Chain:

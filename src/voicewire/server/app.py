@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, WebSocket
@@ -21,6 +23,7 @@ from voicewire.providers.base import Providers
 from voicewire.server import rest, viz
 from voicewire.server.connection import Connection
 from voicewire.server.runtime import ProviderFactory, Runtime
+from voicewire.server.serving import BodyLimit, max_body_bytes
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes(settings))
     app.include_router(rest.router)
     app.include_router(viz.router)
     web = Path(__file__).parent.parent / "web"
@@ -77,7 +81,7 @@ def create_app(
     @app.websocket("/ws/multimodal")
     async def multimodal(ws: WebSocket) -> None:
         origin = ws.headers.get("origin")
-        if origin and not origin_allowed(origin, ws.headers.get("host", ""), settings):
+        if origin and not origin_allowed(origin, ws.scope.get("server"), settings):
             log.warning("refused a WebSocket from origin %s", origin)
             await ws.close(code=1008, reason="origin not allowed")  # before accept: HTTP 403
             return
@@ -86,10 +90,38 @@ def create_app(
     return app
 
 
-def origin_allowed(origin: str, host: str, settings: Settings) -> bool:
+def _loopback(name: str) -> bool:
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def origin_allowed(
+    origin: str, server: tuple[str, int | None] | list[Any] | None, settings: Settings
+) -> bool:
     """Browsers send ``Origin``; other clients do not and are not asked. A page may connect if
-    it was served by this server (same host and port) or its origin is configured."""
+    its origin is configured, or if it is this server's own page: the address the connection
+    actually reached (``server``, from the socket, not from any header) or, for a loopback
+    address, ``localhost``, on the same port.
+
+    The request's ``Host`` header is not trusted: a DNS-rebinding page has its own name in
+    both ``Host`` and ``Origin`` while its requests reach our socket.
+    """
     allowed = {o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip()}
     if "*" in allowed or origin.rstrip("/") in allowed:
         return True
-    return urlsplit(origin).netloc.lower() == host.lower()
+    if not server:
+        return False
+    parts = urlsplit(origin)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return False
+    name = (parts.hostname or "").lower()
+    address, local_port = str(server[0]).lower(), server[1]
+    if port != local_port:
+        return False
+    return name == address or (_loopback(name) and _loopback(address))

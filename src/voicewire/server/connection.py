@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import contextvars
 import json
 import logging
 import time
@@ -22,7 +23,7 @@ from fastapi import WebSocket
 from pydantic import ValidationError
 
 from voicewire import __version__
-from voicewire.audio import to_input_pcm
+from voicewire.audio import AudioError, AudioTooLong, to_input_pcm
 from voicewire.pipeline.audio_input import AudioInput
 from voicewire.pipeline.endpointing import EndpointEvent, EndpointingConfig
 from voicewire.pipeline.turn import Turn, TurnRequest
@@ -52,11 +53,13 @@ from voicewire.protocol import (
     UserText,
     UtteranceCancelled,
     UtteranceComplete,
+    clean_text,
     client_frame_adapter,
     encode_audio_frame,
     now_ms,
 )
 from voicewire.providers.base import Transcript
+from voicewire.providers.runner import Priority, model_owner, model_priority
 from voicewire.session import Session, UtteranceRecord, new_id
 
 if TYPE_CHECKING:
@@ -79,7 +82,7 @@ class Connection:
         self._running: tuple[str, asyncio.Task[str]] | None = None
         self._audio: AudioInput | None = None
         self._audio_uid: str | None = None  # utterance the incoming audio belongs to
-        self._speculation: asyncio.Future[Transcript] | None = None
+        self._speculation: asyncio.Task[Transcript] | None = None
 
     # ------------------------------------------------------------------ sending (the Emitter)
 
@@ -124,6 +127,7 @@ class Connection:
     # ------------------------------------------------------------------ reader loop
 
     async def serve(self) -> None:
+        model_owner.set(self.session.id)  # every task of this session inherits it
         await self.ws.accept()
         self.rt.store.add(self.session)
         self.rt.connections[self.session.id] = self
@@ -140,10 +144,18 @@ class Connection:
                 if message["type"] == "websocket.disconnect":
                     break
                 self.session.touch()
-                if (data := message.get("bytes")) is not None:
-                    await self._on_audio(data)
-                elif (text := message.get("text")) is not None:
-                    await self._on_text(text)
+                try:
+                    if (data := message.get("bytes")) is not None:
+                        await self._on_audio(data)
+                    elif (text := message.get("text")) is not None:
+                        await self._on_text(text)
+                except Exception as exc:  # a bug or an input we did not foresee: say so, go on
+                    if self._closed:
+                        raise
+                    log.exception("session %s: unexpected error handling a frame", self.session.id)
+                    await self.error(
+                        ErrorCode.INTERNAL, f"internal error handling a frame: {type(exc).__name__}"
+                    )
         except Exception as exc:  # a dead socket ends here; never leak the error to the server
             if not self._closed:
                 log.debug("connection %s ended: %r", self.session.id, exc)
@@ -165,6 +177,8 @@ class Connection:
                 max_frame_bytes=s.max_frame_bytes,
                 max_audio_s=s.max_audio_s,
                 max_queued_utterances=s.max_queued_utterances,
+                max_reply_chars=s.max_reply_chars,
+                max_reply_audio_s=s.max_reply_audio_s,
             ),
         )
 
@@ -174,19 +188,23 @@ class Connection:
             return
         try:
             raw = json.loads(text)
+        except RecursionError:
+            await self.error(ErrorCode.INVALID_JSON, "frame is not valid JSON: nested too deep")
+            return
         except ValueError as exc:
             await self.error(ErrorCode.INVALID_JSON, f"frame is not valid JSON: {exc}")
             return
         if not isinstance(raw, dict):
             await self.error(ErrorCode.INVALID_FRAME, "a frame must be a JSON object")
             return
-        ref = raw.get("ref") if isinstance(raw.get("ref"), str) else None
+        ref = raw.get("ref")
+        ref = clean_text(ref) if isinstance(ref, str) and len(ref) <= 128 else None
         kind = raw.get("type")
-        if kind not in CLIENT_FRAME_TYPES:
+        if not isinstance(kind, str) or kind not in CLIENT_FRAME_TYPES:
             known = ", ".join(CLIENT_FRAME_TYPES)
             await self.error(
                 ErrorCode.UNKNOWN_TYPE,
-                f"unknown frame type {kind!r}; expected one of: {known}",
+                f"unknown frame type {_short(kind)}; expected one of: {known}",
                 ref,
             )
             return
@@ -232,12 +250,21 @@ class Connection:
             )
 
     async def _on_user_audio(self, frame: UserAudio) -> None:
+        limit = self.rt.settings.max_audio_s
         try:
             data = base64.b64decode(frame.audio, validate=True)
-            pcm = to_input_pcm(data, frame.format, frame.sample_rate, INPUT_SAMPLE_RATE)
-        except (binascii.Error, ValueError) as exc:
-            reason = "audio is not valid base64" if isinstance(exc, binascii.Error) else str(exc)
-            await self.error(ErrorCode.BAD_AUDIO, reason, frame.ref)
+            # off the loop: decoding and resampling a long clip takes milliseconds of CPU
+            pcm = await asyncio.to_thread(
+                to_input_pcm, data, frame.format, frame.sample_rate, INPUT_SAMPLE_RATE, limit
+            )
+        except binascii.Error:
+            await self.error(ErrorCode.BAD_AUDIO, "audio is not valid base64", frame.ref)
+            return
+        except AudioTooLong as exc:
+            await self.error(ErrorCode.AUDIO_TOO_LONG, str(exc), frame.ref)
+            return
+        except AudioError as exc:
+            await self.error(ErrorCode.BAD_AUDIO, str(exc), frame.ref)
             return
         if not await self._within_duration(len(pcm), frame.ref):
             return
@@ -264,8 +291,10 @@ class Connection:
     async def _on_commit(self, frame: AudioCommit) -> None:
         audio = self._audio.take() if self._audio else b""
         uid, self._audio_uid = self._audio_uid, None
-        speculation, self._speculation = self._speculation, None
+        speculation = self._hand_over_speculation()
         if not audio or uid is None:
+            if speculation is not None:
+                speculation.cancel()
             await self.error(
                 ErrorCode.NO_AUDIO, "no audio was streamed since the last commit", frame.ref
             )
@@ -294,12 +323,13 @@ class Connection:
         for request in self._queue:
             if request.record.id == uid:
                 self._queue.remove(request)
-                request.record.status = "cancelled"
+                _discard(request)
                 await self._report(uid, "cancelled", None)
                 return
         if uid == self._audio_uid and self._audio is not None:  # the user is still talking
             self._audio.take()
-            self._audio_uid, self._speculation = None, None
+            self._audio_uid = None
+            self._drop_speculation()
             await self._report(uid, "cancelled", None)
             return
         await self.error(
@@ -312,6 +342,9 @@ class Connection:
         s = self.rt.settings
         if len(data) > s.max_frame_bytes:
             await self.error(ErrorCode.FRAME_TOO_LARGE, self._too_large(len(data)))
+            return
+        if not data:
+            await self.error(ErrorCode.BAD_AUDIO, "empty binary frame: expected PCM s16le audio")
             return
         if len(data) % 2:
             await self.error(
@@ -334,7 +367,8 @@ class Connection:
         collecting = audio.has_speech or not audio.vad_ends_turns
         if collecting and not await self._within_duration(audio.turn_bytes, None, self._audio_uid):
             audio.take()
-            self._audio_uid, self._speculation = None, None
+            self._audio_uid = None
+            self._drop_speculation()
 
     async def _on_audio_event(
         self, kind: EndpointEvent, offset_ms: float, turn_audio: bytes | None
@@ -346,17 +380,12 @@ class Connection:
                 self._audio_uid = new_id("u")
             await self.send(SpeechStarted(utterance_id=self._audio_uid, offset_ms=round(offset_ms)))
         elif kind is EndpointEvent.PAUSE:
-            providers = self.rt.require_providers()
-            spec = asyncio.ensure_future(
-                providers.stt.transcribe(audio.turn_audio, INPUT_SAMPLE_RATE)
-            )
-            spec.add_done_callback(_consume_exception)
-            self._speculation = spec
+            self._speculate(audio.turn_audio)
         elif kind is EndpointEvent.RESUME:
-            self._speculation = None
+            self._drop_speculation()  # the user spoke again: that transcript is already stale
         elif kind is EndpointEvent.END and turn_audio is not None and self._audio_uid is not None:
             uid, self._audio_uid = self._audio_uid, None
-            speculation, self._speculation = self._speculation, None
+            speculation = self._hand_over_speculation()
             await self.send(SpeechStopped(utterance_id=uid, offset_ms=round(offset_ms)))
             record = UtteranceRecord(uid, "audio")
             request = TurnRequest(
@@ -364,12 +393,43 @@ class Connection:
             )
             await self._submit(request, None, None)
 
+    # ------------------------------------------------------------------ speculative STT
+
+    def _speculate(self, turn_audio: bytes) -> None:
+        """Transcribe the turn so far at a pause, as low-priority model work.
+
+        At most one per session: a newer pause supersedes the older job, which is dropped if it
+        has not started (a running one finishes, its result unused).
+        """
+        self._drop_speculation()
+        ctx = contextvars.copy_context()
+        ctx.run(model_priority.set, Priority.SPECULATIVE)
+        stt = self.rt.require_providers().stt
+        task = asyncio.get_running_loop().create_task(
+            stt.transcribe(turn_audio, INPUT_SAMPLE_RATE), context=ctx
+        )
+        task.add_done_callback(_consume_exception)
+        self._speculation = task
+
+    def _drop_speculation(self) -> None:
+        if self._speculation is not None:
+            self._speculation.cancel()
+            self._speculation = None
+
+    def _hand_over_speculation(self) -> asyncio.Task[Transcript] | None:
+        """The turn ended at the pause: its transcript is wanted now, not speculatively."""
+        speculation, self._speculation = self._speculation, None
+        if speculation is not None:
+            self.rt.runner.promote(self.session.id)
+        return speculation
+
     # ------------------------------------------------------------------ utterance queue
 
     async def _submit(self, request: TurnRequest, ack_for: str | None, ref: str | None) -> None:
         uid = request.record.id
         depth = len(self._queue) + (1 if self._running else 0)
         if depth >= self.rt.settings.max_queued_utterances:
+            _discard(request)  # its turn will not run
             await self.error(ErrorCode.BUSY, f"{depth} utterances are already waiting", ref, uid)
             return
         if ack_for is not None:
@@ -447,20 +507,33 @@ class Connection:
         self.session.connected = False
         self.session.touch()
         for request in self._queue:
-            request.record.status = "cancelled"
+            _discard(request)
         self._queue.clear()
         if self._worker is not None and not self._worker.done():
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-        self._speculation = None
+        self._drop_speculation()  # orphaned: nobody will use it
         self.rt.connections.pop(self.session.id, None)
+
+
+def _discard(request: TurnRequest) -> None:
+    """A request that will not run: cancelled, with any model work it started."""
+    request.record.status = "cancelled"
+    if isinstance(request.speculative, asyncio.Future):
+        request.speculative.cancel()
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:
     """Speculative work may fail or be dropped; never log 'exception was never retrieved'."""
     if not future.cancelled():
         future.exception()
+
+
+def _short(value: Any, limit: int = 64) -> str:
+    """A client's value for an error message: never echo a megabyte back."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 def _describe(exc: ValidationError) -> str:

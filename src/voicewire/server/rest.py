@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from decimal import Decimal
 from typing import Any
@@ -9,10 +10,13 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from voicewire import __version__
-from voicewire.audio import AudioError, decode_wav, duration_ms, resample_pcm16
+from voicewire.audio import AudioError, AudioTooLong, EmptyAudio, duration_ms, to_input_pcm
 from voicewire.protocol import INPUT_SAMPLE_RATE, PROTOCOL_VERSION
+from voicewire.providers.base import ProviderError
+from voicewire.providers.runner import model_owner
 from voicewire.server.runtime import Runtime
 
 router = APIRouter()
@@ -22,7 +26,26 @@ def _rt(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-@router.get("/health")
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the errors a route answers, all ``{"detail": "..."}``."""
+    return {code: {"description": _ERROR_TEXT[code], "model": ErrorBody} for code in codes}
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+_ERROR_TEXT = {
+    404: "Unknown id",
+    413: "Upload or audio over the configured limit",
+    415: "Not a PCM WAV file",
+    422: "Missing or empty file",
+    502: "The speech-to-text provider failed",
+    503: "Models still loading, or failed",
+}
+
+
+@router.api_route("/health", methods=["GET", "HEAD"], responses=_errors(503))
 async def health(request: Request) -> JSONResponse:
     """Liveness and readiness: 200 when ready for turns, 503 while models load or if they failed."""
     rt = _rt(request)
@@ -84,14 +107,18 @@ async def metrics(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/metrics/prometheus")
+@router.get(
+    "/metrics/prometheus",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+)
 async def prometheus(request: Request) -> Response:
     """The same figures in the Prometheus text format."""
     rt = _rt(request)
     return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/session/{session_id}")
+@router.get("/session/{session_id}", responses=_errors(404))
 async def session(request: Request, session_id: str) -> dict[str, Any]:
     found = _rt(request).store.get(session_id)
     if found is None:
@@ -99,28 +126,37 @@ async def session(request: Request, session_id: str) -> dict[str, Any]:
     return found.snapshot()
 
 
-@router.post("/stt-test")
+@router.post("/stt-test", responses=_errors(413, 415, 422, 502, 503))
 async def stt_test(request: Request, file: UploadFile) -> dict[str, Any]:
-    """Transcribe an uploaded WAV file with the server's STT, and time it."""
+    """Transcribe an uploaded WAV file with the server's STT, and time it.
+
+    Bodies over the upload limit are refused before they are read (``BodyLimit``); the WAV
+    header is checked before any sample is decoded, and decoding runs off the event loop.
+    """
     rt = _rt(request)
     data = await file.read(rt.settings.max_frame_bytes + 1)
     if len(data) > rt.settings.max_frame_bytes:
         raise HTTPException(413, f"upload exceeds {rt.settings.max_frame_bytes} bytes")
-    try:
-        pcm, rate = decode_wav(data)
-    except AudioError as exc:
-        raise HTTPException(415, f"expected a PCM WAV file: {exc}") from exc
-    pcm = resample_pcm16(pcm, rate, INPUT_SAMPLE_RATE)
-    audio_ms = duration_ms(pcm, INPUT_SAMPLE_RATE)
-    if not pcm:
-        raise HTTPException(422, "the WAV file has no audio")
-    if audio_ms > rt.settings.max_audio_s * 1000:
-        raise HTTPException(413, f"audio exceeds {rt.settings.max_audio_s:g} s")
     if rt.status != "ready":
         raise HTTPException(503, f"server is {rt.status}")
+    try:
+        pcm = await asyncio.to_thread(
+            to_input_pcm, data, "wav", INPUT_SAMPLE_RATE, INPUT_SAMPLE_RATE, rt.settings.max_audio_s
+        )
+    except AudioTooLong as exc:
+        raise HTTPException(413, str(exc)) from exc
+    except EmptyAudio as exc:
+        raise HTTPException(422, "the WAV file has no audio") from exc
+    except AudioError as exc:
+        raise HTTPException(415, f"expected a PCM WAV file: {exc}") from exc
+    audio_ms = duration_ms(pcm, INPUT_SAMPLE_RATE)
     stt = rt.require_providers().stt
     start = time.perf_counter()
-    transcript = await stt.transcribe(pcm, INPUT_SAMPLE_RATE)
+    model_owner.set(f"rest:{request.client.host if request.client else '?'}")
+    try:
+        transcript = await stt.transcribe(pcm, INPUT_SAMPLE_RATE)
+    except ProviderError as exc:
+        raise HTTPException(502, f"transcription failed: {exc}") from exc
     return {
         "text": transcript.text.strip(),
         "duration_ms": round((time.perf_counter() - start) * 1000, 2),

@@ -20,7 +20,7 @@ from voicewire.metrics import TurnMetrics
 from voicewire.monitor import ResourceMonitor
 from voicewire.pipeline.turn import Tools, TurnConfig
 from voicewire.providers import build_providers
-from voicewire.providers.base import Providers
+from voicewire.providers.base import Providers, redact
 from voicewire.providers.runner import ModelRunner
 from voicewire.server.prom import RuntimeCollector
 from voicewire.session import SessionStore
@@ -64,6 +64,8 @@ class Runtime:
             tts_chunk_ms=settings.tts_chunk_ms,
             max_tool_rounds=settings.max_tool_rounds,
             tool_timeout_s=settings.tool_timeout_s,
+            max_reply_chars=settings.max_reply_chars,
+            max_reply_audio_s=settings.max_reply_audio_s,
         )
         self.loaded = asyncio.Event()  # set when start() has finished, ready or failed
         self.status: Status = "starting"
@@ -91,7 +93,7 @@ class Runtime:
                     if result != "ok":  # not fatal: a chain may fall back, the network may heal
                         log.error("%s does not answer as it should: %s", endpoint, result)
         except Exception as exc:
-            self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"
+            self.status, self.error = "failed", redact(f"{type(exc).__name__}: {exc}")
             log.exception("could not start the providers")
         else:
             self.status = "ready"

@@ -33,7 +33,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from voicewire.providers.base import ProviderError
+from voicewire.providers.base import ProviderError, redact
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -140,7 +140,13 @@ def _status_failure(
 
 
 def classify(exc: BaseException) -> Failure:
-    """Whether a failure is worth retrying, and why it happened, in a sentence."""
+    """Whether a failure is worth retrying, and why it happened, in a sentence (redacted:
+    upstream text may quote a key)."""
+    f = _classify(exc)
+    return Failure(f.retriable, redact(f.reason), f.retry_after_s)
+
+
+def _classify(exc: BaseException) -> Failure:
     if isinstance(exc, ProviderError):
         return Failure(False, exc.reason)
     if isinstance(exc, openai.APIStatusError):
