@@ -23,6 +23,7 @@ import logging
 from typing import Any
 
 import uvicorn
+from starlette.exceptions import HTTPException
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from voicewire.config import Settings
@@ -76,8 +77,12 @@ def http_protocol(header_timeout_s: float) -> type[asyncio.Protocol]:
     return type("HeaderDeadlineProtocol", (_HeaderDeadline,), attrs)
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive``: an HTTPException, so a route's body parsing passes it on (it
+    turns other errors into 400) and the app answers 413."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"request body exceeds {max_bytes} bytes")
 
 
 class BodyLimit:
@@ -111,7 +116,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         async def watching_send(message: dict[str, Any]) -> None:
