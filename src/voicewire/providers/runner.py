@@ -83,10 +83,6 @@ class ModelRunner:
         """Jobs waiting for a worker or running (for metrics)."""
         return len(self._waiting) + self.workers - self._free
 
-    @property
-    def waiting(self) -> int:
-        return len(self._waiting)
-
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> tuple[T, float]:
         """Run ``fn`` on a worker; return its result and the CPU seconds of the worker thread.
 
@@ -125,12 +121,6 @@ class ModelRunner:
             for job in self._waiting:
                 if job.owner == owner:
                     job.priority = Priority.INTERACTIVE
-
-    def usage(self, owner: str) -> float:
-        """Recent model seconds of ``owner`` (decayed), as the scheduler sees them."""
-        with self._lock:
-            share = self._shares.get(owner)
-            return self._decayed(share, time.monotonic()) if share else 0.0
 
     # ------------------------------------------------------------------ scheduling (locked)
 
