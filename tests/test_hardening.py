@@ -88,6 +88,48 @@ async def test_runner_shares_workers_by_recent_use() -> None:
     runner.shutdown()
 
 
+async def test_speculation_never_fills_every_worker() -> None:
+    """Superseded speculations that already run cannot be stopped: one per session at a time,
+    and never on the last free worker, so another session's reply starts at once."""
+    runner = ModelRunner(3)
+    release = threading.Event()
+    reply_started = threading.Event()
+    lock = threading.Lock()
+    running: list[str] = []
+    peak: dict[str, int] = {}
+
+    def job(name: str) -> None:
+        with lock:
+            running.append(name)
+            owner = name[0]
+            peak[owner] = max(peak.get(owner, 0), sum(1 for n in running if n[0] == owner))
+        if name == "zreply":
+            reply_started.set()
+        release.wait(5)
+        with lock:
+            running.remove(name)
+
+    async def submit(name: str, priority: Priority) -> None:
+        model_owner.set(name[0])
+        model_priority.set(priority)
+        await runner.run(job, name)
+
+    spec = [
+        asyncio.create_task(submit(f"{owner}{i}", Priority.SPECULATIVE))
+        for owner in "abc"
+        for i in range(4)
+    ]
+    for _ in range(3):
+        await asyncio.sleep(0)  # every task reaches the runner (dispatch is synchronous)
+    assert runner._free == 1 and runner.pending == 12  # two run, one worker kept free
+    reply = asyncio.create_task(submit("zreply", Priority.INTERACTIVE))
+    assert await asyncio.to_thread(reply_started.wait, 5), "the reply waited for speculation"
+    release.set()
+    await asyncio.gather(reply, *spec)
+    assert peak["a"] == peak["b"] == peak["c"] == 1
+    runner.shutdown()
+
+
 # ------------------------------------------------------------------ 2, 3. audio bombs
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from tests.test_turn import make_turn
 from voicewire.providers.base import ToolCallRequest
 from voicewire.providers.fake import FakeLLM, FakeLLMStep, FakeTTS
 from voicewire.tools import Tool, ToolError, ToolOutput, ToolRegistry, default_tools
-from voicewire.tools.charts import CHART_TOOL
+from voicewire.tools.charts import CHART_TOOL, ChartArgs, summarize
 from voicewire.tools.realtime import simulated_stock
 
 
@@ -238,7 +239,45 @@ async def test_agent_fetches_a_simulated_series_then_charts_it() -> None:
     chart = rec.of("tool_call_start")[1].arguments
     assert chart["chart_type"] == "line" and chart["values"] == fetched["series"]["values"]
     assert rec.of("visualization_data")[0].figure["data"][0]["type"] == "scatter"  # plotly line
-    assert "simulated" in rec.of("llm_complete")[0].text
+    reply = rec.of("llm_complete")[0].text
+    assert "simulated" in reply
+    # a week is 7 days labelled by day, and each result is spoken once (issue 12)
+    assert len(chart["labels"]) == 7 and fetched["period"] == "week"
+    today = datetime.now().strftime("%a %-d %b")
+    assert chart["labels"][-1] == today and not any(x.startswith("h-") for x in chart["labels"])
+    assert reply.count("The simulated temperature in Berlin") == 1, reply
+    assert chart["title"] == "Temperature in Berlin, last week"
+
+
+async def test_agent_charts_new_unlabelled_numbers_not_the_old_chart() -> None:
+    from benchmarks.routing_accuracy import EXPENSES
+
+    from voicewire.providers.local.agent import RulesAgent
+
+    turn, rec, session = make_turn(RulesAgent(), tools=default_tools(stats))  # type: ignore[arg-type]
+    session.add_turn(EXPENSES)  # the last chart was of expenses
+    turn.req.text = "Line chart of my weight over four weeks: 80, 79, 78.5 and 77."
+    assert await turn.run() == "completed"
+    chart = rec.of("tool_call_start")[0].arguments
+    assert chart["labels"] == ["Week 1", "Week 2", "Week 3", "Week 4"]
+    assert chart["values"] == [80, 79, 78.5, 77]
+
+
+@pytest.mark.parametrize(
+    "kind, labels, values, says, never",
+    [
+        ("line", ["rent", "food", "travel"], [1200, 400, 250], "Rent is the highest", "changes"),
+        ("line", ["Week 1", "Week 2", "Week 3"], [80, 79, 60], "From Week 1 to Week 3", "or"),
+        ("pie", ["Chrome", "Safari", "Other"], [80, 15, 5], "largest share, 80%,", "80 or"),
+        ("pie", ["apples", "pears"], [3, 1], "Apples has the largest share, 3, or 75%", "3 or"),
+    ],
+)
+def test_chart_summaries_make_sense(
+    kind: str, labels: list[str], values: list[float], says: str, never: str
+) -> None:
+    text = summarize(ChartArgs(chart_type=kind, labels=labels, values=values))
+    assert says in text and never not in text.replace("or 75%", ""), text
+    assert text[0].isupper()
 
 
 async def test_agent_asks_two_things_at_once() -> None:

@@ -13,6 +13,10 @@ everyone else's replies. Jobs therefore wait here, not in the pool, and a free w
    pause-riddled speech gets its share, not everyone's;
 3. then the oldest.
 
+Speculative work also never takes the last free worker and runs one job per session at a time:
+a running job cannot be stopped, and superseded speculations on every worker were what still
+delayed other sessions' replies by a second after the queue itself was fair.
+
 A job whose caller is cancelled before it starts is dropped: it never runs. A running job
 cannot be stopped (the native code has no cancel), so its result is discarded. Owner and class
 come from context variables set where the work is caused (a session's tasks, a speculative
@@ -58,6 +62,7 @@ class _Job:
     order: int
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    speculating: bool = False  # started as speculative work (counted in the runner's limits)
 
 
 @dataclass(slots=True)
@@ -75,6 +80,7 @@ class ModelRunner:
         self._waiting: list[_Job] = []
         self._free = workers
         self._shares: dict[str, _Share] = {}
+        self._speculating: set[str] = set()  # owners with speculative work on a worker
         self._order = itertools.count()
         self._closed = False
 
@@ -130,10 +136,26 @@ class ModelRunner:
     def _dispatch(self) -> None:
         now = time.monotonic()
         while self._free and self._waiting:
-            job = min(self._waiting, key=lambda j: self._rank(j, now))
+            eligible = [j for j in self._waiting if self._may_start(j)]
+            if not eligible:
+                return
+            job = min(eligible, key=lambda j: self._rank(j, now))
             self._waiting.remove(job)
             self._free -= 1
+            if job.priority is Priority.SPECULATIVE:
+                job.speculating = True
+                self._speculating.add(job.owner)
             self._pool.submit(self._execute, job)
+
+    def _may_start(self, job: _Job) -> bool:
+        """Speculative work never takes the last free worker (while there are two or more) and
+        runs one job per session at a time: a superseded job that already runs cannot be
+        stopped, so a burst of pauses must not pile such jobs onto every worker."""
+        if job.priority is not Priority.SPECULATIVE:
+            return True
+        if job.owner in self._speculating:
+            return False
+        return self.workers == 1 or len(self._speculating) < self.workers - 1
 
     def _rank(self, job: _Job, now: float) -> tuple[int, float, int]:
         share = self._shares.get(job.owner)
@@ -167,6 +189,8 @@ class ModelRunner:
         with self._lock:
             self._charge(job.owner, time.monotonic() - start)
             self._free += 1
+            if job.speculating:
+                self._speculating.discard(job.owner)
             if not self._closed:
                 self._dispatch()
         with contextlib.suppress(RuntimeError):  # the caller's loop is gone

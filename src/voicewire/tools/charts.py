@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -107,28 +108,64 @@ def build_figure(args: ChartArgs) -> dict[str, Any]:
 
 
 def _fmt(v: float) -> str:
-    return f"{v:,.0f}" if v == int(v) else f"{v:,.2f}"
+    return f"{v:,.0f}" if v == int(v) else f"{v:,.2f}".rstrip("0").rstrip(".")
+
+
+MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_ORDINAL_LABEL = re.compile(
+    r"^(?:(?:week|day|month|quarter|year|hour|round|game|lap|step|q|h|t)\s*-?\d+|"
+    r"\d{1,2}:\d{2}|\d{4}(?:-\d{2}(?:-\d{2})?)?)$",
+    re.I,
+)
+
+
+def ordered(labels: list[Any]) -> bool:
+    """Does the x axis run in an order (numbers, years, months, days, "Week 3", "14:00")?
+
+    Only then does "from first to last" mean something; for categories it is noise."""
+
+    def is_ordinal(label: Any) -> bool:
+        if isinstance(label, int | float) and not isinstance(label, bool):
+            return True
+        text = str(label).strip().lower()
+        return (
+            text[:3] in MONTHS
+            or text[:3] in DAYS
+            or bool(_ORDINAL_LABEL.match(text))
+            or bool(re.fullmatch(r"-?\d+(?:\.\d+)?", text))
+        )
+
+    return len(labels) > 1 and all(is_ordinal(x) for x in labels)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def summarize(args: ChartArgs) -> str:
+    """One or two spoken sentences about the data, in sentence case."""
     kind, labels, series = normalize(args)
     _, ys = series[0]
     hi = max(range(len(ys)), key=ys.__getitem__)
     lo = min(range(len(ys)), key=ys.__getitem__)
     if kind == "pie":
         total = sum(ys) or 1.0
-        big, small = ys[hi] / total, ys[lo] / total
-        return (
-            f"{labels[hi]} has the largest share, {_fmt(ys[hi])} or {big:.0%}, "
-            f"and {labels[lo]} the smallest, {_fmt(ys[lo])} or {small:.0%}."
+        if abs(total - 100) < 0.5:  # the values are percentages already: "80 or 80%" is noise
+            big, small = f"{_fmt(ys[hi])}%", f"{_fmt(ys[lo])}%"
+        else:
+            big = f"{_fmt(ys[hi])}, or {ys[hi] / total:.0%}"
+            small = f"{_fmt(ys[lo])}, or {ys[lo] / total:.0%}"
+        return _sentence(
+            f"{labels[hi]} has the largest share, {big}, and {labels[lo]} the smallest, {small}."
         )
-    text = (
+    text = _sentence(
         f"{labels[hi]} is the highest at {_fmt(ys[hi])}, "
         f"and {labels[lo]} the lowest at {_fmt(ys[lo])}."
     )
-    if kind == "line" and len(ys) > 1 and ys[0]:
+    if kind in ("line", "bar") and ordered(labels) and len(ys) > 2 and ys[0]:
         change = (ys[-1] - ys[0]) / abs(ys[0])
-        text += f" From first to last it changes by {change:+.0%}."
+        text += f" From {labels[0]} to {labels[-1]} it changes by {change:+.0%}."
     return text
 
 

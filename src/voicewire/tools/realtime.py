@@ -12,7 +12,8 @@ import math
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 import psutil
 from pydantic import BaseModel, Field
@@ -28,7 +29,25 @@ class RealtimeArgs(BaseModel):
     metric: str = Field(description=f"One of: {', '.join(METRICS)}")
     symbol: str | None = Field(default=None, description="Stock symbol or company (stock)")
     location: str | None = Field(default=None, description="Place (temperature)")
-    points: int = Field(default=24, ge=2, le=500, description="Length of a simulated series")
+    period: Literal["day", "week", "month"] | None = Field(
+        default=None,
+        description="Span of a simulated series: day (hourly), week or month (daily); default day",
+    )
+    points: int | None = Field(
+        default=None, ge=2, le=500, description="Length of a simulated series (default: period's)"
+    )
+
+
+# period -> (points, step between points)
+PERIODS = {"day": (24, timedelta(hours=1)), "week": (7, timedelta(days=1)),
+           "month": (30, timedelta(days=1))}  # fmt: skip
+
+
+def time_labels(points: int, step: timedelta, now: datetime | None = None) -> list[str]:
+    """Labels a person reads: hours ("14:00") for an hourly series, days ("Mon 30 Nov") else."""
+    now = (now or datetime.now()).replace(minute=0, second=0, microsecond=0)
+    fmt = "%H:%M" if step < timedelta(days=1) else "%a %-d %b"
+    return [(now - step * (points - 1 - i)).strftime(fmt) for i in range(points)]
 
 
 def _seed(*parts: object) -> int:
@@ -46,31 +65,46 @@ def random_walk(seed: int, points: int, start: float, step: float) -> list[float
 
 
 def _simulated(
-    metric: str, unit: str, values: list[float], step: str, **names: str
+    metric: str, unit: str, values: list[float], step: timedelta, period: str, **names: str
 ) -> dict[str, Any]:
     """A simulated feed's result: marked simulated, the last value, and a chartable series."""
-    n = len(values)
-    labels = [f"{step}-{n - 1 - i}" for i in range(n)]
+    labels = time_labels(len(values), step)
     return {"metric": metric, **names, "simulated": True, "unit": unit, "value": values[-1],
-            "series": {"labels": labels, "values": values}}  # fmt: skip
+            "period": period, "series": {"labels": labels, "values": values}}  # fmt: skip
 
 
-def simulated_stock(symbol: str, points: int) -> dict[str, Any]:
+def _span(period: str | None, points: int | None) -> tuple[str, int, timedelta]:
+    period = period or "day"
+    default_points, step = PERIODS[period]
+    return period, points or default_points, step
+
+
+def simulated_stock(
+    symbol: str, points: int | None = None, period: str | None = None
+) -> dict[str, Any]:
+    period, n, step = _span(period, points)
     seed = _seed("stock", symbol)
     start = 20 + (seed % 48000) / 100  # a stable price level per symbol, 20..500
-    prices = random_walk(seed, points, start, start * 0.01)
-    return _simulated("stock", "USD", prices, "t", symbol=symbol.upper())
+    volatility = 0.01 if step < timedelta(days=1) else 0.02
+    prices = random_walk(_seed("stock", symbol, period), n, start, start * volatility)
+    return _simulated("stock", "USD", prices, step, period, symbol=symbol.upper())
 
 
-def simulated_temperature(location: str, points: int) -> dict[str, Any]:
+def simulated_temperature(
+    location: str, points: int | None = None, period: str | None = None
+) -> dict[str, Any]:
+    period, n, step = _span(period, points)
     seed = _seed("temperature", location)
-    rng = random.Random(seed)
+    rng = random.Random(_seed("temperature", location, period))
     base = 5 + (seed % 2000) / 100  # 5..25 C
-    values = [
-        round(base + 4 * math.sin(2 * math.pi * i / 24) + rng.gauss(0, 0.6), 1)
-        for i in range(points)
-    ]
-    return _simulated("temperature", "C", values, "h", location=location.title())
+    if step < timedelta(days=1):  # hourly: a daily cycle
+        values = [
+            round(base + 4 * math.sin(2 * math.pi * i / 24) + rng.gauss(0, 0.6), 1)
+            for i in range(n)
+        ]
+    else:  # daily means drift from day to day
+        values = [round(v - 10, 1) for v in random_walk(rng.getrandbits(64), n, base + 10, 1.5)]
+    return _simulated("temperature", "C", values, step, period, location=location.title())
 
 
 def host_metric(metric: str) -> dict[str, Any]:
@@ -115,9 +149,9 @@ def make_realtime_tool(server_stats: Callable[[], dict[str, Any]]) -> Tool[Realt
         if metric not in METRICS:
             raise ToolError(f"unknown metric {args.metric!r}; use one of {', '.join(METRICS)}")
         if metric == "stock":
-            result = simulated_stock(args.symbol or "ACME", args.points)
+            result = simulated_stock(args.symbol or "ACME", args.points, args.period)
         elif metric == "temperature":
-            result = simulated_temperature(args.location or "here", args.points)
+            result = simulated_temperature(args.location or "here", args.points, args.period)
         elif metric in ("sessions", "latency"):
             result = {"metric": metric, **server_stats()[metric]}
         else:
@@ -130,7 +164,8 @@ def make_realtime_tool(server_stats: Callable[[], dict[str, Any]]) -> Tool[Realt
         name="get_realtime_data",
         description=(
             "Live figures: this host's cpu, memory, disk or network; the server's sessions or "
-            "latency; or a SIMULATED stock price (symbol) or temperature (location) with a series."
+            "latency; or a SIMULATED stock price (symbol) or temperature (location) with a series "
+            "over a period (day: hourly, week or month: daily)."
         ),
         args=RealtimeArgs,
         run=get_realtime_data,

@@ -130,6 +130,26 @@ def tool_results(steps: list[Message]) -> list[tuple[str, dict[str, Any], dict[s
     return out
 
 
+def unspoken(steps: list[Message]) -> list[Message]:
+    """This turn's tool steps since the agent last spoke: each result is put into words once
+    (a fetched series is spoken about, then charted, then only the chart is described). The
+    message that spoke also holds the calls made after its words, so it stays in."""
+    for i in range(len(steps) - 1, -1, -1):
+        if steps[i].get("role") == "assistant" and steps[i].get("content"):
+            return steps[i:]
+    return steps
+
+
+def series_title(result: dict[str, Any]) -> str:
+    """A fetched series' chart title in sentence case: "Temperature in Berlin, last week"."""
+    span = {"week": ", last week", "month": ", last month"}.get(result.get("period") or "", "")
+    if result.get("metric") == "stock":
+        return f"{result.get('symbol')} stock price{span}"
+    if result.get("location"):
+        return f"Temperature in {result['location']}{span}"
+    return f"{str(result.get('metric', '')).capitalize()}{span}"
+
+
 # ----------------------------------------------------------------------------- replies
 
 
@@ -230,16 +250,16 @@ class RulesAgent:
             else:
                 reply = reply_for(text)[1]
         else:  # tools have answered: speak from their results, or chart fetched data
-            done = tool_results(steps)
+            done = tool_results(unspoken(steps))
             reply = " ".join(_reply_sentence(*d) for d in done)
             charted = any(name == "generate_chart" for name, _, _ in done)
-            series = next((r["series"] for _, _, r in done if "series" in r), None)
-            if route.chart_after and not charted and series and "generate_chart" in offered:
-                title = " ".join(
-                    str(x) for x in (done[0][2].get("symbol") or done[0][2].get("location"),
-                                     done[0][2].get("metric")) if x
-                ).title()  # fmt: skip
-                chart = {"chart_type": route.chart_after, "title": title, **series}
+            fetched = next((r for _, _, r in done if "series" in r), None)
+            if route.chart_after and not charted and fetched and "generate_chart" in offered:
+                chart = {
+                    "chart_type": route.chart_after,
+                    "title": series_title(fetched),
+                    **fetched["series"],
+                }
                 calls = [self._call("generate_chart", chart)]
         tokens = _TOKEN.findall(reply)
         for token in tokens:

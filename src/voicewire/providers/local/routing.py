@@ -34,7 +34,8 @@ FOLLOW_UP = re.compile(
 )
 SENTIMENT = re.compile(
     r"\b(sentiment|tone|mood)\b|\bhow does (?:this|that|it)(?: \w+)? sound\b"
-    r"|\b(?:is (?:this|that|it) )?positive or negative\b|\bhow (?:positive|negative) is\b",
+    r"|\b(?:is (?:this|that|it) )?positive or negative\b|\bhow (?:positive|negative) is\b"
+    r"|\b(?:is|was|does) (?:this|that|it)(?: \w+)? (?:sound )?(?:positive|negative)\b",
     re.I,
 )
 # what stands between "sentiment" and the text: "of this review:", "analysis on the sentence,"
@@ -46,7 +47,7 @@ SENTIMENT_LEAD = re.compile(
 )
 HOST_QUESTION = re.compile(
     r"\b(usage|use|used|load|how much|current|currently|level|status|free|utili[sz]ation|what|"
-    r"show|check|tell|give)\b",
+    r"show|check|tell|give|how(?:'s| is| are)|doing|busy|left)\b",
     re.I,
 )
 # metric -> pattern; host metrics also need a question word (HOST_QUESTION)
@@ -127,6 +128,27 @@ _NUMBER_RUN = re.compile(
 _NUMBER = r"(?<![A-Za-z\d.])-?\d[\d,]*(?:\.\d+)?"  # not inside "q1" or "mp3"
 # items split at "," (not a thousands separator: "1,200"), ";", "and", ". ", "then"
 _ITEM_SPLIT = re.compile(r",(?!\d{3}(?!\d))\s*|;\s*|\s+and\s+|\.\s+|\s+then\s+", re.I)
+# "2.5 million" -> 2500000, before the number words are read (word2number takes "million" alone)
+_SCALED = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*(thousand|million|billion)\b", re.I)
+_SCALE = {"thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
+# the span a simulated series covers
+_LAST = r"\b(?:last|past|this|a|one) "
+PERIOD_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("month", re.compile(_LAST + r"month\b|\b(?:30|thirty) days\b|\bmonthly\b", re.I)),
+    ("week", re.compile(_LAST + r"week\b|\b(?:7|seven) days\b|\bweekly\b", re.I)),
+    (
+        "day",
+        re.compile(r"\b(?:last|past) (?:24|twenty[- ]four) hours\b|\b(?:last|past) day\b", re.I),
+    ),
+)
+# "for the past 7 days": a span, not a data point
+_SPAN = re.compile(
+    r"\b(?:over|for|in|during|from)?\s*(?:the\s+)?(?:last|past|next)\s+\d+\s+"
+    r"(?:hours?|days?|weeks?|months?|years?)\b",
+    re.I,
+)
+# units that name the points of an unlabelled series: "over four weeks: 80, 79, 78"
+_UNIT = re.compile(r"\b(day|week|month|quarter|year|hour|minute|round|game|lap)s?\b", re.I)
 _LOCATION = re.compile(r"\b(?:in|at|for)\s+((?:[A-Z][\w'-]+)(?:\s+[A-Z][\w'-]+)*)")
 _TITLE = re.compile(
     r"\b(?:chart|graph|plot|diagram)\s+(?:of|for|showing|with)\s+(?:the\s+|my\s+|our\s+)?"
@@ -141,6 +163,7 @@ _TITLE = re.compile(
 
 def words_to_digits(text: str) -> str:
     """'one hundred and twenty' -> '120' (word2number), leaving other words alone."""
+    text = _SCALED.sub(lambda m: _n_str(float(m.group(1)) * _SCALE[m.group(2).lower()]), text)
 
     def convert(match: re.Match[str]) -> str:
         phrase = match.group(0)
@@ -150,6 +173,10 @@ def words_to_digits(text: str) -> str:
             return phrase
 
     return _NUMBER_RUN.sub(convert, text)
+
+
+def _n_str(value: float) -> str:
+    return str(int(value)) if value.is_integer() else str(value)
 
 
 def _num(text: str) -> float | int:
@@ -196,6 +223,27 @@ def extract_series(text: str) -> tuple[list[Any], list[float | int]]:
     return labels, values
 
 
+def bare_series(text: str) -> tuple[list[Any], list[float | int]]:
+    """Numbers with no labels ("my weight over four weeks: 80, 79, 78.5 and 77"): labelled by
+    the unit the request names ("Week 1".."Week 4"), else 1..n, so new data is never lost."""
+    data = text.split(":", 1)[1] if ":" in text else text
+    values = [_num(n) for n in re.findall(_NUMBER, data)]
+    if len(values) < 2:
+        return [], []
+    unit = _UNIT.search(text)
+    if unit:
+        name = unit.group(1).capitalize()
+        return [f"{name} {i}" for i in range(1, len(values) + 1)], values
+    return list(range(1, len(values) + 1)), values
+
+
+def period_of(text: str) -> str | None:
+    for period, pattern in PERIOD_PATTERNS:
+        if pattern.search(text):
+            return period
+    return None
+
+
 def chart_type(text: str, default: str = "bar") -> str:
     for kind, pattern in CHART_TYPES:
         if pattern.search(text):
@@ -204,8 +252,13 @@ def chart_type(text: str, default: str = "bar") -> str:
 
 
 def chart_title(text: str) -> str:
+    """The chart's subject, in sentence case: "Show a chart of the monthly sales" -> "Monthly
+    sales"."""
     match = _TITLE.search(text)
-    return match.group(1).strip().title() if match else ""
+    if not match:
+        return ""
+    title = match.group(1).strip()
+    return title[:1].upper() + title[1:]
 
 
 def metric_calls(text: str) -> list[dict[str, Any]]:
@@ -221,6 +274,8 @@ def metric_calls(text: str) -> list[dict[str, Any]]:
         elif metric == "temperature":
             loc = _LOCATION.search(text)
             args["location"] = loc.group(1) if loc else "here"
+        if metric in ("stock", "temperature") and (period := period_of(text)):
+            args["period"] = period
         calls.append(args)
     if any(c["metric"] == "stock" for c in calls):  # "shares" is not a disk question
         calls = [c for c in calls if c["metric"] not in HOST_METRICS]
@@ -286,10 +341,16 @@ def plan(text: str, history: list[Message]) -> Plan:
     wants_chart = bool(CHART_WORDS.search(spoken))
     metrics = metric_calls(spoken)
     if wants_chart:
-        labels, values = extract_series(spoken)
+        data = _SPAN.sub(" ", spoken)
+        labels, values = extract_series(data)
         kind = chart_type(
             spoken, "scatter" if labels and not any(isinstance(x, str) for x in labels) else "bar"
         )
+        bare_labels, bare_values = bare_series(data)
+        if not metrics and len(values) < len(bare_values) / 2:
+            # mostly numbers without labels ("the scores 70, 75, 72"): a sequence; new data wins
+            labels, values = bare_labels, bare_values
+            kind = chart_type(spoken, "line")
         if len(values) >= 1 and labels:
             args = {
                 "chart_type": kind,
