@@ -215,6 +215,29 @@ def test_silent_connections_are_closed_after_the_handshake_deadline(fake_server)
         sock.close()
 
 
+async def test_connections_past_the_cap_get_503_and_the_first_keep_working(fake_server) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    srv: RunningServer = fake_server(max_connections=3)
+    held = [await Client.connect(srv.ws_url) for _ in range(3)]
+    with pytest.raises(InvalidStatus) as refused:
+        await Client.connect(srv.ws_url)
+    assert refused.value.response.status_code == 503
+    turn = await held[0].ask("still there?")  # the admitted sessions are served
+    assert turn.status == "completed"
+    await held[1].close()
+    for _ in range(50):  # the server notices the close asynchronously: retry the handshake
+        try:
+            again = await Client.connect(srv.ws_url)
+            break
+        except InvalidStatus:
+            await asyncio.sleep(0.02)
+    else:
+        pytest.fail("a freed slot was never reused")
+    for client in (again, held[0], held[2]):
+        await client.close()
+
+
 def test_oversized_upload_is_refused_before_it_is_read(fake_server) -> None:
     srv: RunningServer = fake_server(max_frame_bytes=64 * 1024)
     sent = 0

@@ -36,7 +36,9 @@ FD_RESERVE = 256  # descriptors kept for everything but client connections
 
 
 class _HeaderDeadline(HttpToolsProtocol):
-    """httptools' protocol with a deadline for each request's headers."""
+    """httptools' protocol with a deadline for each request's headers, and the connection cap
+    applied to WebSocket handshakes too (uvicorn's ``limit_concurrency`` check is skipped for
+    upgrades, so without this the cap held only plain HTTP requests)."""
 
     header_timeout_s: float = 10.0
     _deadline: asyncio.TimerHandle | None = None
@@ -57,6 +59,22 @@ class _HeaderDeadline(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self) -> None:
+        limit = self.limit_concurrency
+        if limit is not None and len(self.connections) - 1 >= limit:  # others, not this one
+            self.logger.warning("refused a WebSocket: %d connections are served", limit)
+            body = b"server is at its connection limit; retry later\n"
+            self.transport.write(
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n"
+                b"retry-after: 1\r\nconnection: close\r\ncontent-length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
+            self.transport.close()
+            return
+        super().handle_websocket_upgrade()
 
     def _arm(self) -> None:
         self._deadline = self.loop.call_later(self.header_timeout_s, self._expire)
