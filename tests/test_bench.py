@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,11 +61,14 @@ def test_compare_gives_ratios_per_level() -> None:
 
 
 def test_bench_smoke_run_every_turn_succeeds(tmp_path: Path) -> None:
-    out = tmp_path / "smoke.json"
+    out = tmp_path / "results" / "smoke.json"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
     cmd = [sys.executable, "-m", "voicewire.cli", "bench", "run", "--profile", "zero",
            "--levels", "5", "--duration", "2", "--out", str(out),
            "--env", "OPENAI_API_KEY=sk-never-in-a-report"]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "COLUMNS": "100"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
     (level,) = result["levels"]
@@ -72,11 +76,22 @@ def test_bench_smoke_run_every_turn_succeeds(tmp_path: Path) -> None:
     assert level["errors"] == 0 and level["success_rate"] == 1.0
     assert level["audio_bytes_per_turn"] == pytest.approx(96_000, abs=10)
     assert level["server_cpu_ms_per_turn"] > 0 and level["server_rss_peak_kb"] > 0
-    html = out.with_suffix(".html")
-    assert html.exists() and "plotly" in html.read_text()[:5000].lower()
-    assert (tmp_path / "plotly.min.js").exists()  # the report opens offline
+    # the report is one file that opens offline; nothing is written into the working directory
+    assert list(cwd.iterdir()) == [] and sorted(p.name for p in out.parent.iterdir()) == [
+        "smoke.html",
+        "smoke.json",
+    ]
+    page = out.with_suffix(".html").read_text()
+    assert "<title>voicewire bench: profile zero" in page and len(page) > 1_000_000
+    assert f"<td>{level['turns']}</td>" in page and "<th>TTFA p95 ms</th>" in page
+    assert '"rangemode":"tozero"' in page
     assert result["settings"]["server_env"]["OPENAI_API_KEY"] == "**********"
-    assert "sk-never-in-a-report" not in out.read_text() + html.read_text()
+    assert "sk-never-in-a-report" not in out.read_text() + page
+    # the terminal table fits 100 columns, every figure whole
+    lines = done.stderr.splitlines()  # the progress and the table go to stderr
+    assert max(len(line) for line in lines) <= 100, done.stderr
+    row = next(line for line in lines if line.strip().startswith("5 "))
+    assert f"{level['ttfa_ms']['p50']:.0f}/" in row and "…" not in done.stderr
 
 
 async def test_a_turn_budget_ends_the_level() -> None:

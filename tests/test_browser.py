@@ -6,9 +6,12 @@ it). Every wait is on a condition in the page (``window.vw`` counters, the DOM),
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,8 +94,15 @@ async def test_typed_request_draws_a_chart(browser: Browser, model_server: Runni
     await page.press("#text", "Enter")
     await page.wait_for_selector(".chart .pielayer .slice", timeout=WAIT_MS)
     assert await page.locator(".chart .pielayer .slice").count() == 3
-    card = await page.inner_text(".tool")
-    assert "generate_chart" in card and '"apples","oranges","bananas"' in card and " ms → " in card
+    card = page.locator(".tool").first
+    summary = await card.locator("summary").inner_text()
+    assert summary.startswith("generate_chart") and " ms · Bananas has the largest share" in summary
+    arguments = json.loads(await card.locator("pre.json").first.text_content() or "")
+    assert arguments["labels"] == ["apples", "oranges", "bananas"]
+    # readable: the card never overflows the conversation
+    fits = "e => e.scrollWidth <= e.clientWidth + 1"
+    await card.locator("summary").click()  # opened, with arguments and result
+    assert await card.evaluate(fits) and await page.locator("#conversation").evaluate(fits)
     assert await page.locator("#charts li").count() == 1
     await page.wait_for_function("window.vw.samplesScheduled > 0", timeout=WAIT_MS)
     user = await page.inner_text(".turn .user")
@@ -126,3 +136,189 @@ async def test_page_reports_a_dropped_connection(browser: Browser, fakes: Fakes)
         "document.getElementById('status').textContent.includes('Connection lost')", timeout=WAIT_MS
     )
     assert not await page.evaluate("window.vw.connected")
+
+
+async def test_api_docs_render_offline(browser: Browser, fakes: Fakes) -> None:
+    """Swagger UI comes from this server, not a CDN: with every other host cut off the page
+    still draws the API (issue 12: /docs was blank offline)."""
+    srv = start_server(fakes.providers)
+    try:
+        page = await browser.new_page()
+        elsewhere: list[str] = []
+
+        async def only_loopback(route: Any) -> None:
+            if route.request.url.startswith(srv.base):
+                await route.continue_()
+            else:
+                elsewhere.append(route.request.url)
+                await route.abort()
+
+        await page.route("**/*", only_loopback)
+        await page.goto(srv.base + "/docs")
+        await page.wait_for_selector(".opblock", timeout=WAIT_MS)
+        assert "stt-test" in await page.content()
+        assert not [u for u in elsewhere if not u.startswith(("data:", "blob:"))], elsewhere
+    finally:
+        srv.stop()
+
+
+# ------------------------------------------------------------------ the first hour (issue 12)
+
+
+async def done_turns(page: Page, count: int) -> None:
+    await page.wait_for_function(
+        f"document.querySelectorAll('.turn[data-status]').length >= {count}", timeout=WAIT_MS
+    )
+
+
+async def test_restarting_the_microphone_keeps_one_capture_path(
+    browser: Browser, model_server: RunningServer
+) -> None:
+    page = await open_page(browser, model_server)
+    await page.check("input[value=manual]")
+    for _ in range(2):  # start and stop twice: the old graph must be gone each time
+        await page.click("#mic")
+        await page.wait_for_function("!document.getElementById('ptt').disabled")
+        await page.click("#mic")
+        await page.wait_for_function("document.getElementById('ptt').disabled")
+    assert await page.evaluate("vw.mic.live") == 0  # stopped means no capture node at all
+    await page.check("input[value=server_vad]")  # with the mic stopped, hands-free sends nothing
+    await page.check("input[value=manual]")
+    assert await page.evaluate("vw.audioSentMs") == 0
+    await page.click("#mic")
+    await page.wait_for_function("!document.getElementById('ptt').disabled")
+    assert await page.evaluate("vw.mic.live") == 1
+    await page.dispatch_event("#ptt", "pointerdown")
+    await page.wait_for_function("window.vw.audioSentMs >= 5600", timeout=WAIT_MS)
+    await page.dispatch_event("#ptt", "pointerup")
+    rate = await page.evaluate(
+        "(() => { const t = vw.sentTimes; return (t.length - 1) * 1000 / (t.at(-1) - t[0]); })()"
+    )
+    assert 40 <= rate <= 62, rate  # 50 frames/s; two capture paths made ~100
+    await done_turns(page, 1)
+    heard = await page.inner_text(".turn .user")
+    assert re.search(r"time", heard, re.I) and len(heard) < 40, heard
+
+
+async def test_the_page_says_what_is_happening(
+    browser: Browser, model_server: RunningServer
+) -> None:
+    page = await open_page(browser, model_server)
+    await page.click("#mic")
+    await done_turns(page, 1)
+    await page.wait_for_function("vw.activity.at(-1) === 'idle'", timeout=WAIT_MS)
+    seen = await page.evaluate("vw.activity")
+    order = ["listening", "transcribing", "thinking", "speaking", "idle"]
+    positions = [seen.index(s, seen.index(order[i - 1]) if i else 0) for i, s in enumerate(order)]
+    assert positions == sorted(positions), seen
+
+
+def long_reply_with_a_late_chart() -> Fakes:
+    from voicewire.providers.base import ToolCallRequest
+    from voicewire.providers.fake import FakeLLM, FakeLLMStep, FakeSTT, FakeTTS
+
+    chart = ToolCallRequest(
+        "c1", "generate_chart", {"chart_type": "bar", "labels": ["a", "b"], "values": [1, 2]}
+    )
+    intro = " ".join(f"This is sentence number {n} of a long introduction." for n in range(1, 7))
+    llm = FakeLLM([FakeLLMStep(intro, tool_calls=[chart]), FakeLLMStep("Here is the chart.")])
+    return Fakes(FakeSTT(), llm, FakeTTS(ms_per_char=15))
+
+
+async def test_stop_means_stop(browser: Browser) -> None:
+    fakes = long_reply_with_a_late_chart()
+    srv = start_server(fakes.providers)
+    try:
+        page = await open_page(browser, srv)
+        assert await page.locator("#stop").is_disabled()  # nothing runs yet
+        await page.fill("#text", "talk to me")
+        await page.press("#text", "Enter")
+        await page.wait_for_selector(".turn .assistant .sentence", timeout=WAIT_MS)
+        await done_turns(page, 1)  # the server is done; the reply still plays
+        uid = await page.get_attribute(".turn", "data-utterance")
+        assert await page.locator("#stop").is_enabled()
+        await page.click("#stop")
+        shown = await page.locator(".assistant .sentence").count()
+        assert shown < 7 and await page.evaluate(f"vw.player.pending('{uid}')") == 0
+        assert await page.locator(".turn.stopped").count() == 1
+        assert await page.locator("#stop").is_disabled()
+        assert await page.evaluate("vw.activity.at(-1)") == "stopped"
+        # nothing of that turn comes later: no sentence, no chart, no error
+        await page.fill("#text", "again")
+        await page.press("#text", "Enter")
+        await done_turns(page, 2)
+        await page.wait_for_function("vw.activity.includes('speaking', 1)", timeout=WAIT_MS)
+        first = page.locator(".turn").first
+        assert await first.locator(".sentence").count() == shown
+        assert await first.locator(".chart").count() == 0
+        assert await page.locator(".error").count() == 0
+    finally:
+        srv.stop()
+
+
+async def test_typed_messages_are_labelled_and_never_lost(browser: Browser, fakes: Fakes) -> None:
+    srv = start_server(fakes.providers)
+    try:
+        page = await open_page(browser, srv)
+        for text in ("first message", "second message"):  # the second before the first's ack
+            await page.fill("#text", text)
+            await page.press("#text", "Enter")
+        await done_turns(page, 2)
+        users = await page.locator(".turn .user").all_inner_texts()
+        assert users == ["first message", "second message"]
+        srv.stop()
+        await page.wait_for_function(
+            "document.getElementById('status').textContent.includes('Connection lost')",
+            timeout=WAIT_MS,
+        )
+        await page.fill("#text", "are you there?")
+        await page.press("#text", "Enter")
+        assert await page.input_value("#text") == "are you there?"  # kept
+        assert "not sent" in await page.inner_text("#composer-note")  # and said
+    finally:
+        srv.stop()
+
+
+async def test_layout_keeps_the_input_in_view_and_costs_readable(browser: Browser) -> None:
+    srv = start_server(None, profile="zero")
+    try:
+        page = await open_page(browser, srv, width=1200)
+        for n in range(6):
+            await page.fill("#text", f"message {n}")
+            await page.press("#text", "Enter")
+            await done_turns(page, n + 1)
+        box = await page.locator("#text").bounding_box()
+        assert box is not None and box["y"] + box["height"] <= 900  # the input bar stays
+        last = await page.locator(".turn").last.bounding_box()
+        assert last is not None and last["y"] < 900  # the conversation followed
+        cost = await page.inner_text("#cost-turn")
+        assert re.fullmatch(r"\$\d+\.\d{2,4}|\$0\.0*[1-9]\d?", cost), cost
+        formats = await page.evaluate(
+            "import('/web/view.js').then(m => "
+            "['0.0000160000', '0.0144', '0', '1.6E-7', '12.5'].map(m.usd))"
+        )
+        assert formats == ["$0.000016", "$0.0144", "$0", "$0.00000016", "$12.50"]
+    finally:
+        srv.stop()
+
+
+async def test_phone_header_fits_and_charts_keep_their_title(browser: Browser) -> None:
+    from voicewire.providers.base import Providers
+    from voicewire.providers.fake import FakeSTT, FakeTTS
+    from voicewire.providers.local.agent import RulesAgent
+
+    srv = start_server(Providers(stt=FakeSTT(), llm=RulesAgent(), tts=FakeTTS()))
+    try:
+        page = await open_page(browser, srv, width=390)
+        await page.fill("#text", "Bar chart of sales: January 120, February 150, March 90")
+        await page.press("#text", "Enter")
+        await page.wait_for_selector(".chart .gtitle", timeout=WAIT_MS)
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+        header = await page.locator("header").bounding_box()
+        await page.screenshot(path="/tmp/phone.png")
+        assert header is not None and header["height"] < 80
+        assert await page.locator(".chart .modebar-container .modebar").count() == 0
+        box = await page.locator("#text").bounding_box()
+        assert box is not None and box["y"] + box["height"] <= 900
+    finally:
+        srv.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -459,7 +460,46 @@ async def test_start_up_checks_every_endpoint_and_reports_a_bad_key(
     endpoints = health["endpoints"]
     assert endpoints["openai"] == "ok"
     assert endpoints["elevenlabs-stt"].startswith("HTTP 401 unauthorised")
-    assert health["status"] == "ready"  # not fatal: a chain may fall back
+    # STT has no other provider: not ready, and /health says why (issue 12)
+    assert health["status"] == "degraded"
+    assert health["unusable"]["stt"].startswith("elevenlabs: HTTP 401 unauthorised")
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_an_unreachable_provider_says_why(voice: Make) -> None:
+    port = closed_port()
+    srv = voice(
+        warmup=True,
+        llm="openai-compatible:llama3",
+        compat_base_url=f"http://127.0.0.1:{port}/v1",
+        provider_retries=0,
+    )
+    async with httpx.AsyncClient(base_url=srv.base) as http:
+        client = await Client.connect(srv.ws_url)
+        await client.close()
+        health = await http.get("/health")
+    assert health.status_code == 503 and health.json()["status"] == "degraded"
+    why = f"cannot reach 127.0.0.1:{port}: connection refused"
+    assert health.json()["unusable"] == {"llm": f"openai-compatible: {why}"}
+    result = await ask(srv)
+    assert [e.code for e in errors(result)] == ["llm_failed"]
+    assert why in errors(result)[0].message
+    # with a fallback the stage can still serve: ready
+    fallback = voice(
+        warmup=True,
+        llm="openai-compatible:llama3,local",
+        compat_base_url=f"http://127.0.0.1:{port}/v1",
+    )
+    async with httpx.AsyncClient(base_url=fallback.base) as http:
+        client = await Client.connect(fallback.ws_url)
+        await client.close()
+        health = await http.get("/health")
+    assert health.status_code == 200 and "unusable" not in health.json()
 
 
 def test_missing_key_fails_at_start_up(cloud: FakeCloud) -> None:

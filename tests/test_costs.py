@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,13 +16,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import start_server
 from voicewire.client import Client
 from voicewire.costs.analysis import Volume, project, recommend, summarize
 from voicewire.costs.ledger import Entry, Ledger
-from voicewire.costs.prices import PriceTable
+from voicewire.costs.prices import PriceTable, money
 from voicewire.costs.report import build, write
 from voicewire.monitor import ResourceMonitor
 from voicewire.providers.base import Usage
@@ -149,6 +152,17 @@ def test_ledger_and_report(tmp_path: Path, prices: PriceTable) -> None:
     ledger.close()
 
 
+MONEY = re.compile(r"-?\d+(?:\.\d{1,10})?")
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False, min_value=-(10**9), max_value=10**9))
+def test_money_is_fixed_point_with_at_most_ten_decimals(value: Decimal) -> None:
+    text = money(value)
+    assert MONEY.fullmatch(text), text  # never "0E+31" or 28 digits
+    assert Decimal(text) == value.quantize(Decimal("1e-10"))
+    assert text == "0" or not text.endswith("0") or "." not in text
+
+
 async def test_cost_frames_and_metrics_match_the_turns() -> None:
     srv = start_server(None, profile="zero")
     try:
@@ -176,6 +190,13 @@ async def test_cost_frames_and_metrics_match_the_turns() -> None:
         assert metrics["turns"] == {"completed": 2}
         assert metrics["performance"]["ttfa_ms"]["count"] == 2
         assert Decimal(metrics["costs"]["total_usd"]) == sum(totals)
+        amounts = [
+            metrics["costs"]["total_usd"],
+            metrics["costs"]["usd_per_turn"],  # 1/2 of a sum: had 28 digits before issue 12
+            *metrics["costs"]["by_component"].values(),
+            cost.usd_per_minute,  # type: ignore[union-attr]
+        ]
+        assert all(MONEY.fullmatch(a) for a in amounts), amounts
         assert metrics["features"]["tools"] == [
             "generate_chart",
             "analyze_sentiment",

@@ -69,7 +69,10 @@ def decode_wav(data: bytes, max_seconds: float | None = None) -> tuple[bytes, in
     except AudioError:
         raise
     except (wave.Error, EOFError) as exc:
-        raise AudioError(f"not a readable PCM WAV file ({exc})") from exc
+        why = str(exc) or "the file ends inside its header"
+        if not data.startswith(b"RIFF"):
+            why = "no RIFF header: not a WAV file"
+        raise AudioError(f"not a readable PCM WAV file ({why})") from exc
     except Exception as exc:  # wave raises RuntimeError, struct.error... on broken chunks
         raise AudioError(f"not a readable PCM WAV file ({type(exc).__name__}: {exc})") from exc
     frames = frames[: len(frames) // (width * channels) * (width * channels)]

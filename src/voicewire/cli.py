@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from voicewire.config import Settings
 
@@ -19,10 +18,28 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="voicewire vo
 console = Console()
 
 
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, TOML and ``overrides``; a bad value exits 2 with one
+    clear line, the same for every command."""
+    from pydantic import ValidationError
+
+    from voicewire.config import describe_validation_error
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        Console(stderr=True).print(
+            f"[red]configuration error:[/red] {describe_validation_error(exc)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [default: 127.0.0.1]")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default: 8000]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: 8000]", min=1, max=65535)] = None,
 ) -> None:
     """Serve the WebSocket and REST API (embedded offline models by default)."""
     import uvicorn
@@ -32,7 +49,7 @@ def serve(
     from voicewire.server.serving import uvicorn_config
 
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v}
-    settings = Settings(**overrides)
+    settings = load_settings(**overrides)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -49,7 +66,7 @@ def config() -> None:
     """Print the effective configuration (API keys masked); exit 2 if it cannot serve."""
     from voicewire.providers import ConfigError, validate
 
-    settings = Settings()
+    settings = load_settings()
     console.print_json(json.dumps(settings.model_dump(mode="json")))
     try:
         validate(settings)
@@ -60,54 +77,38 @@ def config() -> None:
 
 @app.command()
 def talk(
-    text: Annotated[str | None, typer.Option(help="Say this as typed text")] = None,
-    wav: Annotated[
-        Path | None, typer.Option(help="Stream this WAV file as microphone audio")
+    text: Annotated[
+        list[str] | None, typer.Option(help="Say this as typed text (repeat for follow-ups)")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Save the spoken reply here (WAV)")] = None,
+    wav: Annotated[
+        list[Path] | None, typer.Option(help="Stream this WAV file as microphone audio (repeat)")
+    ] = None,
+    chat: Annotated[
+        bool, typer.Option(help="Then keep the session open: type follow-ups, /wav FILE, /quit")
+    ] = False,
+    frames: Annotated[
+        bool, typer.Option(help="Print every frame with its timing instead of the conversation")
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="Save the spoken replies here (WAV)")] = None,
     url: Annotated[str, typer.Option(help="Server WebSocket URL")] = DEFAULT_URL,
     realtime: Annotated[bool, typer.Option(help="Pace --wav audio like a microphone")] = True,
 ) -> None:
-    """Talk to a running server: print the frame timeline, optionally save the reply audio."""
-    from voicewire.audio import decode_wav, encode_wav, resample_pcm16
-    from voicewire.protocol import INPUT_SAMPLE_RATE
+    """Talk to a running server in one session: --text and --wav in the order given on the
+    command line kind by kind (texts first), then, with --chat, whatever you type."""
+    from voicewire.talk import Said, TalkError, run
 
-    if (text is None) == (wav is None):
-        raise typer.BadParameter("give exactly one of --text or --wav")
-    pcm = None
-    if wav is not None:
-        clip, rate = decode_wav(wav.read_bytes())
-        pcm = resample_pcm16(clip, rate, INPUT_SAMPLE_RATE)
-    result, rate = asyncio.run(_talk(url, text, pcm, realtime))
-    table = Table(title=f"utterance {result.utterance_id} ({result.status})")
-    for column in ("ms since send", "seq", "frame", "utterance", "offset_ms", "detail"):
-        table.add_column(column, justify="left" if column in ("detail", "utterance") else "right")
-    for r in result.frames:
-        f = r.frame
-        offset = getattr(f, "offset_ms", None)
-        shown = "" if offset is None else f"{offset:.0f}"
-        uid = f.utterance_id or ""
-        table.add_row(f"{r.at_ms:.1f}", str(f.seq), f.type, uid, shown, _detail(f.model_dump()))
-    console.print(table)
-    audio = result.audio
-    if out is not None and audio:
-        out.write_bytes(encode_wav(audio, rate))
-        console.print(f"saved {len(audio) // 2 / rate:.2f} s of reply audio to {out}")
-
-
-async def _talk(url: str, text: str | None, pcm: bytes | None, realtime: bool) -> tuple[Any, int]:
-    from voicewire.client import Client
-
-    client = await Client.connect(url)
+    inputs = [Said(text=t) for t in text or []] + [Said(wav=w) for w in wav or []]
+    if not inputs and not chat:
+        raise typer.BadParameter("give --text, --wav or --chat")
     try:
-        if text is not None:
-            result = await client.ask(text)
-        else:
-            assert pcm is not None
-            result = await client.say(pcm, realtime=realtime)
-    finally:
-        await client.close()
-    return result, client.init.output_audio.sample_rate
+        asyncio.run(
+            run(url, inputs, console=console, frames=frames, chat=chat, realtime=realtime, out=out)
+        )
+    except TalkError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -126,7 +127,7 @@ def report(
     from voicewire.costs.prices import PriceTable
     from voicewire.costs.report import build, write
 
-    settings = Settings()
+    settings = load_settings()
     path = settings.data_dir / "ledger.sqlite3"
     if not path.exists():
         console.print(f"[red]no ledger at {path}[/red]: run the server first (VOICEWIRE_DATA_DIR)")
@@ -213,14 +214,6 @@ def bench_compare(first: Path, second: Path) -> None:
     from voicewire.bench.runner import print_compare
 
     print_compare(json.loads(first.read_text()), json.loads(second.read_text()))
-
-
-def _detail(data: dict[str, Any]) -> str:
-    for key in ("type", "session_id", "utterance_id", "seq", "ts", "offset_ms"):
-        data.pop(key, None)
-    data = {k: v for k, v in data.items() if v is not None}
-    text = json.dumps(data, ensure_ascii=False)
-    return text if len(text) <= 90 else text[:87] + "..."
 
 
 if __name__ == "__main__":

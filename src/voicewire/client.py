@@ -77,7 +77,7 @@ class Client:
     def __init__(self, ws: ClientConnection, init: Init) -> None:
         self.ws = ws
         self.init = init
-        self.inbox: asyncio.Queue[Received] = asyncio.Queue()
+        self.inbox: asyncio.Queue[Received | None] = asyncio.Queue()  # None: the socket closed
         self._ref_time = time.perf_counter()
         self._reader = asyncio.create_task(self._read())
 
@@ -103,6 +103,7 @@ class Client:
                     await self.inbox.put(Received(header, at, pcm))
                 else:
                     await self.inbox.put(Received(parse_server_frame(message), at))
+        self.inbox.put_nowait(None)  # whoever waits for a frame learns the socket is gone
 
     async def send_json(self, payload: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(payload))
@@ -134,7 +135,13 @@ class Client:
         return end_of_speech
 
     async def next_frame(self, timeout: float = 60.0) -> Received:
-        return await asyncio.wait_for(self.inbox.get(), timeout)
+        """The next frame; ConnectionError once the socket has closed and all were read."""
+        received = await asyncio.wait_for(self.inbox.get(), timeout)
+        if received is None:
+            self.inbox.put_nowait(None)  # every later call fails the same way
+            code, reason = self.ws.close_code, self.ws.close_reason
+            raise ConnectionError(f"the server closed the connection ({code} {reason or ''})")
+        return received
 
     async def expect(self, kind: str, timeout: float = 60.0) -> ServerFrame:
         """Wait for the next frame of ``kind``, skipping others."""

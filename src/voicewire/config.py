@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +20,18 @@ from pydantic_settings import (
 )
 
 TurnDetection = Literal["server_vad", "manual"]
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per bad setting, named as the user sets it: "VOICEWIRE_PORT=99999: ..."."""
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        name = f"VOICEWIRE_{field.upper()}" if err["loc"] else field
+        value = err.get("input")
+        shown = f"={value}" if isinstance(value, str | int | float) and err["loc"] else ""
+        lines.append(f"{name}{shown}: {err['msg']}")
+    return "; ".join(lines)
 
 
 def _toml_path() -> Path | None:
@@ -38,7 +50,7 @@ class Settings(BaseSettings):
     )
 
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=1, le=65535)
     # Browser origins, besides the server's own, allowed to open the WebSocket (comma-separated,
     # e.g. "https://app.example.com"; "*" allows any). Without this check any web page the user
     # visits could drive the server, and spend its cloud credits, from their browser.

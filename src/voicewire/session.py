@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
+from voicewire.costs.prices import money
 from voicewire.protocol import StageTimings
 from voicewire.providers.base import Message
 
@@ -127,7 +128,7 @@ class Session:
             "utterances": [u.to_json() for u in self.utterances.values()],
             "last_visualization": self.last_visualization,
             "charts": len(self.charts),
-            "cost_usd": str(self.cost_usd),
+            "cost_usd": money(self.cost_usd),
         }
 
 

@@ -1,12 +1,13 @@
 """``voicewire bench``: run levels against a server (started here, pinned if asked), report.
 
 Results are JSON (one row per level, plus the run's settings) and an HTML report with Plotly
-charts whose plotly.js sits next to it, so the report opens offline.
+charts with plotly.js inside the page, so the report opens offline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
 import platform
@@ -14,6 +15,7 @@ import resource
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -56,9 +59,14 @@ def _free_port() -> int:
 
 @contextmanager
 def server(env: dict[str, str], cpus: str | None) -> Iterator[tuple[str, int]]:
-    """Start ``voicewire serve`` in a subprocess; yield (ws url, pid); stop it after."""
+    """Start ``voicewire serve`` in a subprocess; yield (ws url, pid); stop it after.
+
+    Its cost ledger goes to a temporary directory (unless ``env`` names one): a load test's
+    simulated turns do not belong in the user's ledger, nor in the working directory."""
     port = _free_port()
-    full_env = {**os.environ, **env, "VOICEWIRE_PORT": str(port), "VOICEWIRE_LOG_LEVEL": "warning"}
+    data = tempfile.TemporaryDirectory(prefix="voicewire-bench-")
+    full_env = {**os.environ, "VOICEWIRE_DATA_DIR": data.name, **env,
+                "VOICEWIRE_PORT": str(port), "VOICEWIRE_LOG_LEVEL": "warning"}  # fmt: skip
     cmd = [sys.executable, "-m", "voicewire.cli", "serve"]
     if cpus:
         cmd = ["taskset", "-c", cpus, *cmd]
@@ -83,6 +91,7 @@ def server(env: dict[str, str], cpus: str | None) -> Iterator[tuple[str, int]]:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+        data.cleanup()
 
 
 async def _run_levels(configs: list[LevelConfig]) -> list[LevelStats]:
@@ -177,21 +186,12 @@ def run_idle(
         return _asyncio_run(idle_sessions(ws_url, count, settle_s, measure_s, pid))
 
 
-def print_rows(rows: list[dict[str, Any]]) -> None:
-    table = Table()
-    for col in (
-        "C",
-        "turns",
-        "ok %",
-        "TTFA p50/p95/p99 ms",
-        "turn p50/p95 ms",
-        "turns/s",
-        "CPU ms/turn",
-        "cores",
-        "RSS MB",
-        "client CPU s",
-    ):
-        table.add_column(col, justify="right")
+def rows_table(rows: list[dict[str, Any]]) -> Table:
+    """The results per level, narrow enough for a 100-column terminal."""
+    table = Table(title="per level (ms unless noted)", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("C", "turns", "ok %", "TTFA p50/95/99", "turn p50/95", "turns/s",
+                "CPU/turn", "cores", "RSS MB", "client s"):  # fmt: skip
+        table.add_column(col, justify="right", no_wrap=True)
     for r in rows:
         t, u = r["ttfa_ms"], r["turn_ms"]
         rss = r["server_rss_peak_kb"]
@@ -199,15 +199,23 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
             str(r["concurrency"]),
             str(r["turns"]),
             f"{r['success_rate'] * 100:.1f}",
-            f"{t['p50']} / {t['p95']} / {t['p99']}",
-            f"{u['p50']} / {u['p95']}",
-            str(r["turns_per_s"]),
-            str(r["server_cpu_ms_per_turn"]),
-            str(r["server_cores_used"]),
+            "/".join(_ms(t[q]) for q in ("p50", "p95", "p99")),
+            "/".join(_ms(u[q]) for q in ("p50", "p95")),
+            f"{r['turns_per_s']:.1f}",
+            f"{r['server_cpu_ms_per_turn']:.2f}",
+            f"{r['server_cores_used']:.2f}",
             "" if rss is None else f"{rss / 1024:.0f}",
-            str(r["client_cpu_s"]),
+            f"{r['client_cpu_s']:.1f}",
         )
-    console.print(table)
+    return table
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    console.print(rows_table(rows))
 
 
 def print_compare(base: dict[str, Any], other: dict[str, Any]) -> list[dict[str, Any]]:
@@ -233,8 +241,34 @@ def print_compare(base: dict[str, Any], other: dict[str, Any]) -> list[dict[str,
     return ratios
 
 
+REPORT_CSS = """
+body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:70rem;padding:0 1rem;color:#222}
+table{border-collapse:collapse;margin:1rem 0}td,th{padding:.3rem .7rem;text-align:right;
+border-bottom:1px solid #ddd}th{background:#f4f4f4}code{background:#f4f4f4;padding:0 .2rem}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(28rem,1fr));gap:1rem}
+"""
+REPORT_COLUMNS = (
+    ("concurrency", "sessions"), ("turns", "turns"), ("success_rate", "success"),
+    ("ttfa_ms.p50", "TTFA p50 ms"), ("ttfa_ms.p95", "TTFA p95 ms"), ("ttfa_ms.p99", "TTFA p99 ms"),
+    ("turn_ms.p50", "turn p50 ms"), ("turn_ms.p95", "turn p95 ms"),
+    ("turns_per_s", "turns/s"), ("server_cpu_ms_per_turn", "server CPU ms/turn"),
+    ("server_cores_used", "server cores"), ("server_rss_peak_kb", "server RSS peak KB"),
+    ("client_cpu_s", "client CPU s"),
+)  # fmt: skip
+
+
+def _cell(row: dict[str, Any], path: str) -> str:
+    value: Any = row
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if value is None:
+        return "-"
+    return f"{value:.1%}" if path == "success_rate" else str(value)
+
+
 def write_report(result: dict[str, Any], json_path: Path) -> Path:
-    """Write the JSON and, beside it, an HTML report (plotly.js copied next to it)."""
+    """Write the JSON and, beside it, one self-contained HTML report (plotly.js inside it: it
+    opens offline and writes nothing else): settings, a table of every figure, two charts."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -259,14 +293,32 @@ def write_report(result: dict[str, Any], json_path: Path) -> Path:
         2,
     )
     fig.update_xaxes(type="log", title="concurrent sessions")
+    fig.update_yaxes(rangemode="tozero")  # latencies and rates: zero is the honest baseline
+    fig.update_layout(template="plotly_white", height=420, margin={"t": 40})
     settings = result["settings"]
-    profile, think = settings["profile"], settings["think_time_s"]
-    fig.update_layout(
-        title=f"voicewire bench: profile {profile}, think time {think} s",
-        template="plotly_white",
+    title = (
+        f"voicewire bench: profile {settings['profile']}, think time {settings['think_time_s']} s"
+    )
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in REPORT_COLUMNS)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td>{html.escape(_cell(r, p))}</td>" for p, _ in REPORT_COLUMNS)
+        + "</tr>"
+        for r in rows
+    )
+    shown = {k: v for k, v in settings.items() if v not in (None, "", {})}
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{REPORT_CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>"
+        f"<p>Run {html.escape(str(result.get('date', '')))}; settings: "
+        f"<code>{html.escape(json.dumps(shown))}</code></p>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f"<div class=charts>{fig.to_html(full_html=False, include_plotlyjs=True)}</div>"
+        "</body></html>"
     )
     html_path = json_path.with_suffix(".html")
-    fig.write_html(html_path, include_plotlyjs="directory", full_html=True)
+    html_path.write_text(page)
     return html_path
 
 

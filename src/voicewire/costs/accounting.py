@@ -7,17 +7,12 @@ import time
 from decimal import Decimal
 
 from voicewire.costs.ledger import Entry, Ledger
-from voicewire.costs.prices import COMPONENTS, PriceTable
+from voicewire.costs.prices import COMPONENTS, PriceTable, money
 from voicewire.protocol import CostUpdate
 from voicewire.providers.base import Usage
 from voicewire.session import Session
 
 log = logging.getLogger(__name__)
-CENT_DIGITS = Decimal("0.0000000001")  # shown to 1e-10 USD; stored exactly
-
-
-def usd(value: Decimal) -> str:
-    return str(value.quantize(CENT_DIGITS).normalize()) if value else "0"
 
 
 class Accountant:
@@ -66,8 +61,8 @@ class Accountant:
         minutes = max(session.conversation_s(now), 1.0) / 60
         return CostUpdate(
             utterance_id=utterance_id,
-            utterance={**{k: usd(v) for k, v in by_component.items()}, "total_usd": usd(total)},
-            session_total_usd=usd(session.cost_usd),
+            utterance={**{k: money(v) for k, v in by_component.items()}, "total_usd": money(total)},
+            session_total_usd=money(session.cost_usd),
             session_minutes=round(minutes, 3),
-            usd_per_minute=usd(session.cost_usd / Decimal(str(minutes))),
+            usd_per_minute=money(session.cost_usd / Decimal(str(minutes))),
         )

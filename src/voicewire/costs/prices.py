@@ -17,6 +17,16 @@ from typing import Any
 
 from voicewire.providers.base import Usage
 
+MONEY_QUANTUM = Decimal("0.0000000001")  # amounts leave the server to 1e-10 USD; kept exact
+
+
+def money(value: Decimal) -> str:
+    """An amount as clients and reports get it: fixed point, at most 10 decimals, no exponent
+    and no trailing zeros ("0.0004488091", "12.5", "0"). Sums stay exact inside."""
+    text = format(value.quantize(MONEY_QUANTUM).normalize(), "f")
+    return "0" if text in ("0", "-0") else text
+
+
 COMPONENTS = ("stt", "llm", "tts")
 MILLION = Decimal(1_000_000)
 RATE_KEYS = {"llm": ("input", "cached", "output"), "stt": ("per_minute",), "tts": ("per_1k_chars",)}

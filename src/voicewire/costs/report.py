@@ -14,7 +14,7 @@ from typing import Any
 
 from voicewire.costs.analysis import Volume, project, recommend, summarize
 from voicewire.costs.ledger import Ledger
-from voicewire.costs.prices import PriceTable
+from voicewire.costs.prices import PriceTable, money
 
 CSS = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:1rem auto;padding:0 1rem;"
@@ -27,7 +27,7 @@ CSS = (
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value)
+        return money(value)
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -62,7 +62,15 @@ def _check(settings: Settings, stage: str, part: str) -> Spec:
         raise ConfigError(
             f"unknown {stage} provider {part!r}; choose one of: {', '.join(KINDS[stage])}"
         )
-    if kind == "simulated":
+    if kind == "local":
+        names = LOCAL_MODELS[stage]
+        if model and model not in names:
+            raise ConfigError(
+                f"unknown local {stage} model {model!r}; the embedded one is {names[0]!r} "
+                f"(write {stage}=local). Other models: a cloud or openai-compatible provider, "
+                "docs/providers.md"
+            )
+    elif kind == "simulated":
         from voicewire.providers.simulated import PROFILES
 
         if (model or "realistic") not in PROFILES:
@@ -105,6 +113,14 @@ def _check(settings: Settings, stage: str, part: str) -> Spec:
     return Spec(kind, model)
 
 
+# The models that ship inside the installed packages, by the names users may write for them.
+LOCAL_MODELS = {
+    "stt": ("tiny.en", "faster-whisper/tiny.en", "whisper-tiny.en"),
+    "llm": ("rules-agent",),
+    "tts": ("en_US-joe-medium", "piper/en_US-joe-medium", "joe"),
+}
+
+
 def _known_models(settings: Settings, kind: str, stage: str) -> set[str]:
     from voicewire.costs.prices import PriceTable
 
@@ -117,6 +133,13 @@ def validate(settings: Settings) -> None:
     """Check every stage's chain without building anything (fast: start-up and ``config``)."""
     for stage in ("stt", "llm", "tts"):
         parse(settings, stage)
+
+
+def endpoint_key(kind: str, stage: str) -> str | None:
+    """The network endpoint a provider uses (the keys of the start-up checks); None: in process."""
+    if kind in ("openai", "openai-compatible"):
+        return kind
+    return f"elevenlabs-{stage}" if kind == "elevenlabs" else None
 
 
 class _Clients:
@@ -160,7 +183,7 @@ class _Clients:
             http = http_client(self.policy(stage))
             return AsyncOpenAI(api_key=key, base_url=url, max_retries=0, http_client=http)
 
-        base = self._once(kind, make)
+        base = self._once(endpoint_key(kind, stage), make)  # type: ignore[arg-type]
         return base.with_options(timeout=self.policy(stage).timeout(), max_retries=0)
 
     def elevenlabs(self, stage: str) -> Any:
@@ -169,7 +192,7 @@ class _Clients:
         s = self.s
         key = s.elevenlabs_api_key.get_secret_value()  # type: ignore[union-attr]
         return self._once(
-            f"elevenlabs-{stage}",
+            endpoint_key("elevenlabs", stage),  # type: ignore[arg-type]
             lambda: elevenlabs.client(s.elevenlabs_base_url, key, self.policy(stage)),
         )
 

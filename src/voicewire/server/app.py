@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import fastapi_offline
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from voicewire import __version__
@@ -65,6 +67,8 @@ def create_app(
         version=__version__,
         description="Real-time voice agent server. WebSocket protocol: docs/protocol.md.",
         lifespan=lifespan,
+        docs_url=None,  # served below from local assets: the CDN pages are blank offline
+        redoc_url=None,  # ReDoc's page loads its logo from a CDN
     )
     app.state.runtime = runtime
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes(settings))
@@ -78,6 +82,8 @@ def create_app(
         """The browser client."""
         return FileResponse(web / "index.html")
 
+    _mount_api_docs(app)
+
     @app.websocket("/ws/multimodal")
     async def multimodal(ws: WebSocket) -> None:
         origin = ws.headers.get("origin")
@@ -88,6 +94,23 @@ def create_app(
         await Connection(ws, runtime).serve()
 
     return app
+
+
+def _mount_api_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs with its assets served here, never a CDN. (No ReDoc: its page
+    fetches a logo from the vendor's CDN, so it would not be whole offline.)"""
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/static/api-docs", StaticFiles(directory=assets), name="api-docs")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="voicewire API",
+            swagger_js_url="/static/api-docs/swagger-ui-bundle.js",
+            swagger_css_url="/static/api-docs/swagger-ui.css",
+            swagger_favicon_url="/static/api-docs/favicon.png",
+        )
 
 
 def _loopback(name: str) -> bool:

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from voicewire import __version__
 from voicewire.audio import AudioError, AudioTooLong, EmptyAudio, duration_ms, to_input_pcm
+from voicewire.costs.prices import money
 from voicewire.protocol import INPUT_SAMPLE_RATE, PROTOCOL_VERSION
 from voicewire.providers.base import ProviderError
 from voicewire.providers.runner import model_owner
@@ -41,16 +42,22 @@ _ERROR_TEXT = {
     415: "Not a PCM WAV file",
     422: "Missing or empty file",
     502: "The speech-to-text provider failed",
-    503: "Models still loading, or failed",
+    503: "Models still loading or failed, or a stage cannot reach any of its providers",
 }
 
 
-@router.api_route("/health", methods=["GET", "HEAD"], responses=_errors(503))
+@router.head("/health", include_in_schema=False)
+@router.get("/health", responses=_errors(503))
 async def health(request: Request) -> JSONResponse:
-    """Liveness and readiness: 200 when ready for turns, 503 while models load or if they failed."""
+    """Liveness and readiness: 200 when ready for turns; 503 while models load, if they failed,
+    or while a stage has no provider it can reach ("degraded", with the reasons)."""
     rt = _rt(request)
+    status: str = rt.status
+    unusable = await rt.readiness() if status == "ready" else {}
+    if unusable:
+        status = "degraded"
     body: dict[str, Any] = {
-        "status": rt.status,
+        "status": status,
         "version": __version__,
         "protocol_version": PROTOCOL_VERSION,
         "uptime_s": round(time.monotonic() - rt.started_at, 3),
@@ -58,9 +65,11 @@ async def health(request: Request) -> JSONResponse:
         "endpoints": rt.endpoint_checks,
         "sessions": {"connected": rt.store.connected(), "known": len(rt.store)},
     }
+    if unusable:
+        body["unusable"] = unusable
     if rt.error:
         body["error"] = rt.error
-    return JSONResponse(body, status_code=200 if rt.status == "ready" else 503)
+    return JSONResponse(body, status_code=200 if status == "ready" else 503)
 
 
 @router.get("/metrics")
@@ -85,9 +94,9 @@ async def metrics(request: Request) -> dict[str, Any]:
         "connections_total": snap["connections_total"],
         "performance": snap["latency_ms"],
         "costs": {
-            "total_usd": str(cost),
-            "by_component": {k: str(v) for k, v in totals.items()},
-            "usd_per_turn": str(cost / turns) if turns else None,
+            "total_usd": money(cost),
+            "by_component": {k: money(v) for k, v in totals.items()},
+            "usd_per_turn": money(cost / turns) if turns else None,
             "ledger": str(rt.ledger.path) if rt.ledger else None,
             "ledger_failures": rt.accountant.ledger_failures,
         },

@@ -19,7 +19,7 @@ from voicewire.costs.prices import PriceTable
 from voicewire.metrics import TurnMetrics
 from voicewire.monitor import ResourceMonitor
 from voicewire.pipeline.turn import Tools, TurnConfig
-from voicewire.providers import build_providers
+from voicewire.providers import build_providers, endpoint_key, parse
 from voicewire.providers.base import Providers, redact
 from voicewire.providers.runner import ModelRunner
 from voicewire.server.prom import RuntimeCollector
@@ -70,7 +70,8 @@ class Runtime:
         self.loaded = asyncio.Event()  # set when start() has finished, ready or failed
         self.status: Status = "starting"
         self.error: str | None = None
-        self.endpoint_checks: dict[str, str] = {}  # network providers at start-up
+        self.endpoint_checks: dict[str, str] = {}  # network providers: "ok" or why not
+        self._checked_at = 0.0
         self.started_at = time.monotonic()
         self.metrics.registry.register(RuntimeCollector(self))  # reads the state above
 
@@ -81,6 +82,7 @@ class Runtime:
 
     async def start(self) -> None:
         """Load and warm the providers off the event loop, then open for turns."""
+        log.info("loading the models (this takes a few seconds)...")
         try:
             if self.providers is None:
                 self.providers = await asyncio.to_thread(self._factory, self.settings, self.runner)
@@ -89,6 +91,7 @@ class Runtime:
                 checks = asyncio.create_task(self.providers.check_endpoints())
                 await self._warm_up(self.providers)
                 self.endpoint_checks = await checks
+                self._checked_at = time.monotonic()
                 for endpoint, result in self.endpoint_checks.items():
                     if result != "ok":  # not fatal: a chain may fall back, the network may heal
                         log.error("%s does not answer as it should: %s", endpoint, result)
@@ -99,8 +102,45 @@ class Runtime:
             self.status = "ready"
             self.cpu_at_ready = self.monitor.sample().cpu_s  # baseline RSS: no session yet
             log.info("ready: %s", self.providers.describe())
+            log.info("%s", self.ready_message())
         finally:
             self.loaded.set()
+
+    def ready_message(self) -> str:
+        s = self.settings
+        host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
+        host = f"[{host}]" if ":" in host else host
+        talk = "voicewire talk --chat"
+        if (host, s.port) != ("127.0.0.1", 8000):
+            talk += f" --url ws://{host}:{s.port}/ws/multimodal"
+        return f"voicewire is ready: open http://{host}:{s.port}/ in a browser, or run `{talk}`"
+
+    def unusable_stages(self) -> dict[str, str]:
+        """Stages none of whose providers can serve now: every member of the chain is a network
+        endpoint whose last check failed. Why, per member."""
+        problems: dict[str, str] = {}
+        for stage in ("stt", "llm", "tts"):
+            reasons = []
+            for spec in parse(self.settings, stage):
+                key = endpoint_key(spec.kind, stage)
+                result = self.endpoint_checks.get(key) if key else None
+                if result is None or result == "ok":
+                    break
+                reasons.append(f"{spec.kind}: {result}")
+            else:
+                problems[stage] = "; ".join(reasons)
+        return problems
+
+    async def readiness(self, recheck_after_s: float = 5.0) -> dict[str, str]:
+        """``unusable_stages``, checking the failed endpoints again when the last check is
+        older than ``recheck_after_s`` (a network or a key that was fixed shows up)."""
+        problems = self.unusable_stages()
+        stale = time.monotonic() - self._checked_at > recheck_after_s
+        if problems and stale and self.providers is not None:
+            self._checked_at = time.monotonic()
+            self.endpoint_checks = await self.providers.check_endpoints()
+            problems = self.unusable_stages()
+        return problems
 
     async def _warm_up(self, providers: Providers) -> None:
         """Load the embedded models' caches with one tiny turn. Network providers are not

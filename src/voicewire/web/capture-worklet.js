@@ -9,9 +9,14 @@ class CaptureProcessor extends AudioWorkletProcessor {
     this.frame = new Int16Array(320);
     this.filled = 0;
     this.sumSquares = 0;
+    this.stopped = false;
+    this.port.onmessage = ({ data }) => {
+      if (data === "stop") this.stopped = true;
+    };
   }
 
   process(inputs) {
+    if (this.stopped) return false; // released: no more frames from this node
     const channel = inputs[0] && inputs[0][0];
     if (!channel) return true;
     const data = new Float32Array(this.carry.length + channel.length);

@@ -17,6 +17,8 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -154,6 +156,8 @@ def _classify(exc: BaseException) -> Failure:
         return _status_failure(exc.status_code, exc.response.headers, message, code)
     if isinstance(exc, HTTPStatusFailure):
         return _status_failure(exc.status, exc.headers, exc.message, exc.code)
+    if (unreachable := _unreachable(exc)) is not None:
+        return Failure(True, unreachable)
     if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
         return Failure(True, "timed out waiting for the provider")
     if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
@@ -164,6 +168,30 @@ def _classify(exc: BaseException) -> Failure:
     if isinstance(exc, ValueError | KeyError | TypeError):  # JSON or shape we cannot read
         return Failure(True, f"malformed response: {type(exc).__name__}: {exc}"[:300])
     return Failure(False, f"{type(exc).__name__}: {exc}"[:300])
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """Why a connection could not be made, from the root of the exception chain: the SDK and
+    its transport report a refused port or an unknown host as a "timeout"."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    peer = next(
+        (f"{c.host}:{c.port}" for c in chain if isinstance(getattr(c, "host", None), str)),
+        "the provider",
+    )  # aiohttp's connector errors name the peer
+    for c in chain:
+        if isinstance(c, socket.gaierror):
+            return f"cannot reach {peer}: name resolution failed"
+        if isinstance(c, ConnectionRefusedError):
+            return f"cannot reach {peer}: connection refused"
+        if isinstance(c, ssl.SSLError | ssl.CertificateError):
+            return f"cannot reach {peer}: TLS failed ({c})"[:300]
+    if any(isinstance(c, httpx2.ConnectTimeout) for c in chain):
+        return f"cannot reach {peer}: timed out connecting"
+    return None
 
 
 def _wait(policy: NetPolicy) -> Callable[[RetryCallState], float]:

@@ -197,12 +197,18 @@ def _realtime_sentence(r: dict[str, Any]) -> str:
     return make() if make else f"The {metric} reading is {_n(value)}."
 
 
+def _mid_sentence(title: str) -> str:
+    """A sentence-case title inside a sentence: "Sales" -> "sales"; "AAPL stock" stays."""
+    first = title.split(" ", 1)[0]
+    return title[:1].lower() + title[1:] if first[1:2].islower() else title
+
+
 def _reply_sentence(name: str, args: dict[str, Any], result: dict[str, Any]) -> str:
     if "error" in result and len(result) == 1:
         what = {"generate_chart": "draw that chart", "analyze_sentiment": "score that text"}
         return f"Sorry, I couldn't {what.get(name, 'get that')}: {result['error']}."
     if name == "generate_chart":
-        title = f" of {result['title']}" if result.get("title") else ""
+        title = f" of {_mid_sentence(result['title'])}" if result.get("title") else ""
         return f"Here's the {result['chart_type']} chart{title}. {result['summary']}"
     if name == "analyze_sentiment":
         return (
