@@ -159,6 +159,17 @@ class Settings(BaseSettings):
     # Output audio is sent in chunks of this duration.
     tts_chunk_ms: int = Field(default=100, ge=10, le=2000)
 
+    # Barge-in: user speech held this long while a reply is made or plays interrupts it
+    # (shorter: a cough, a door, "mm-hm" — ignored). While the agent's audio plays the VAD
+    # ignores frames quieter than echo_energy_floor (RMS), so what the browser's echo
+    # canceller leaves of the agent's own voice does not interrupt it.
+    barge_in: bool = True
+    interrupt_min_speech_ms: int = Field(default=200, ge=20, le=5000)
+    echo_energy_floor: float = Field(default=600.0, ge=0)
+    # Reply audio is sent at most this far ahead of the client's playout (0: as fast as it is
+    # made), so an interruption wastes little synthesis and the client has little to flush.
+    audio_lead_ms: int = Field(default=1500, ge=0, le=600_000)
+
     # Sessions.
     history_turns: int = Field(default=10, ge=0, le=1000)
     idle_timeout_s: float = Field(default=300.0, gt=0)

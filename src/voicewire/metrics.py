@@ -73,6 +73,7 @@ class TurnMetrics:
         self.turns: Counter[str] = Counter()  # by final status
         self.errors: Counter[str] = Counter()  # by error code
         self.fallbacks: Counter[tuple[str, str]] = Counter()  # by (stage, provider that failed)
+        self.interruptions: Counter[str] = Counter()  # barge-ins, by what interrupted
         self.connections_total = 0
         self.registry = CollectorRegistry()
         self.latency = Histogram(
@@ -82,6 +83,12 @@ class TurnMetrics:
             registry=self.registry,
             buckets=LATENCY_BUCKETS,
         )
+
+    def count(self, kind: str, *key: str) -> None:
+        """Count an event of a conversation: ``errors`` by code, ``fallbacks`` by (stage,
+        failed provider), ``interruptions`` by reason."""
+        counter: Counter[Any] = getattr(self, kind)
+        counter[key if len(key) > 1 else key[0]] += 1
 
     def record_turn(self, status: str, timings: StageTimings) -> None:
         self.turns[status] += 1
@@ -95,6 +102,7 @@ class TurnMetrics:
         return {
             "turns": dict(self.turns),
             "errors": dict(self.errors),
+            "interruptions": dict(self.interruptions),
             "fallbacks": [
                 {"stage": stage, "failed": provider, "count": n}
                 for (stage, provider), n in sorted(self.fallbacks.items())

@@ -19,7 +19,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"  # 1.1: barge-in (interrupt, playback, utterance_interrupted, reply_heard)
 INPUT_SAMPLE_RATE = 16_000
 
 
@@ -94,6 +94,7 @@ class SessionUpdate(_ClientFrame):
     type: Literal["session_update"]
     turn_detection: Literal["server_vad", "manual"] | None = None
     silence_ms: int | None = Field(default=None, ge=100, le=5000)
+    barge_in: bool | None = None  # false: speech during a reply waits its turn instead
 
 
 class Cancel(_ClientFrame):
@@ -103,12 +104,29 @@ class Cancel(_ClientFrame):
     utterance_id: CleanStr = Field(max_length=64)
 
 
+class Interrupt(_ClientFrame):
+    """The user takes the floor (push-to-talk pressed, the client's own VAD): stop the reply."""
+
+    type: Literal["interrupt"]
+
+
+class Playback(_ClientFrame):
+    """How much of a reply the client has played: after it stopped one, and when one ends.
+
+    The agent remembers only what was heard (OpenAI's ``conversation.item.truncate``)."""
+
+    type: Literal["playback"]
+    utterance_id: CleanStr = Field(max_length=64)
+    played_ms: float = Field(ge=0, le=86_400_000)
+    done: bool = False  # the reply played to its end (played_ms is then its length)
+
+
 class Ping(_ClientFrame):
     type: Literal["ping"]
 
 
 ClientFrame = Annotated[
-    UserText | UserAudio | AudioCommit | SessionUpdate | Cancel | Ping,
+    UserText | UserAudio | AudioCommit | SessionUpdate | Cancel | Interrupt | Playback | Ping,
     Field(discriminator="type"),
 ]
 CLIENT_FRAME_TYPES: tuple[str, ...] = (
@@ -117,6 +135,8 @@ CLIENT_FRAME_TYPES: tuple[str, ...] = (
     "audio_commit",
     "session_update",
     "cancel",
+    "interrupt",
+    "playback",
     "ping",
 )
 client_frame_adapter: TypeAdapter[Any] = TypeAdapter(ClientFrame)
@@ -153,6 +173,14 @@ class Limits(BaseModel):
     max_reply_audio_s: float
 
 
+class BargeIn(BaseModel):
+    """How this session may be interrupted, and how far the server sends ahead of playout."""
+
+    enabled: bool
+    min_speech_ms: int  # speech held this long during a reply interrupts it
+    audio_lead_ms: int | None  # reply audio is sent at most this far ahead (None: unpaced)
+
+
 class Init(ServerFrame):
     type: Literal["init"] = "init"
     protocol_version: str = PROTOCOL_VERSION
@@ -163,6 +191,7 @@ class Init(ServerFrame):
     turn_detection: str
     silence_ms: int
     limits: Limits
+    barge_in: BargeIn | None = None  # absent: a server before protocol 1.1
 
 
 class Ack(ServerFrame):
@@ -343,11 +372,28 @@ class UtteranceCancelled(ServerFrame):
     type: Literal["utterance_cancelled"] = "utterance_cancelled"
 
 
+class UtteranceInterrupted(ServerFrame):
+    """The user talked over this reply: it stopped at once; no more of its frames follow but
+    its last ones (``metrics_update``, ``cost_update``, ``utterance_complete``)."""
+
+    type: Literal["utterance_interrupted"] = "utterance_interrupted"
+    reason: Literal["speech", "client"]
+    sent_ms: float  # reply audio sent before it stopped: the most the client can have played
+
+
+class ReplyHeard(ServerFrame):
+    """What the agent now remembers of a reply that was not heard to its end."""
+
+    type: Literal["reply_heard"] = "reply_heard"
+    played_ms: float
+    text: str
+
+
 class UtteranceComplete(ServerFrame):
     """Always the last frame of an utterance."""
 
     type: Literal["utterance_complete"] = "utterance_complete"
-    status: Literal["completed", "failed", "cancelled", "empty"]
+    status: Literal["completed", "failed", "cancelled", "interrupted", "empty", "ignored"]
     timings: StageTimings
 
 
@@ -376,6 +422,8 @@ SERVER_FRAME_CLASSES: tuple[type[ServerFrame], ...] = (
     CostUpdate,
     ProviderFallback,
     UtteranceCancelled,
+    UtteranceInterrupted,
+    ReplyHeard,
     UtteranceComplete,
 )
 SERVER_FRAME_TYPES: dict[str, type[ServerFrame]] = {

@@ -17,7 +17,9 @@ from voicewire.costs.prices import money
 from voicewire.protocol import StageTimings
 from voicewire.providers.base import Message
 
-UtteranceStatus = Literal["queued", "running", "completed", "failed", "cancelled", "empty"]
+UtteranceStatus = Literal[
+    "queued", "running", "completed", "failed", "cancelled", "interrupted", "empty", "ignored"
+]
 MAX_UTTERANCE_RECORDS = 100
 MAX_CHARTS = 50
 
@@ -36,6 +38,7 @@ class UtteranceRecord:
     reply: str = ""
     error: str | None = None
     timings: StageTimings | None = None
+    heard: str | None = None  # what the user heard of the reply, when not all of it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -46,6 +49,7 @@ class UtteranceRecord:
             "transcript": self.transcript,
             "reply": self.reply,
             "error": self.error,
+            "heard": self.heard,
             "timings": self.timings.model_dump(exclude_none=True) if self.timings else None,
         }
 
@@ -73,8 +77,9 @@ class Session:
         self.connected = True
         self.turn_detection = turn_detection
         self.silence_ms = silence_ms
-        # a turn is its messages: user, assistant tool calls, tool results, assistant reply
-        self._history: deque[list[Message]] = deque(maxlen=history_turns)
+        # a turn is its messages (user, assistant tool calls, tool results, assistant reply),
+        # by utterance id, so a reply can be cut to what was heard after the fact
+        self._history: deque[tuple[str, list[Message]]] = deque(maxlen=history_turns)
         self.utterances: OrderedDict[str, UtteranceRecord] = OrderedDict()
         self.last_visualization: dict[str, Any] | None = None
         self.charts: deque[dict[str, Any]] = deque(maxlen=MAX_CHARTS)
@@ -95,11 +100,23 @@ class Session:
 
     def messages(self) -> list[Message]:
         """The conversation so far (last N turns, tool calls included), for the LLM."""
-        return [m for turn in self._history for m in turn]
+        return [m for _, turn in self._history for m in turn]
 
-    def add_turn(self, messages: list[Message]) -> None:
+    def add_turn(self, messages: list[Message], utterance_id: str = "") -> None:
         if self._history.maxlen:
-            self._history.append(list(messages))
+            self._history.append((utterance_id, list(messages)))
+
+    def turn_messages(self, utterance_id: str) -> list[Message] | None:
+        for uid, messages in self._history:
+            if uid == utterance_id:
+                return list(messages)
+        return None
+
+    def replace_turn(self, utterance_id: str, messages: list[Message]) -> None:
+        for i, (uid, _) in enumerate(self._history):
+            if uid == utterance_id:
+                self._history[i] = (uid, list(messages))
+                return
 
     def add_visualization(self, utterance_id: str, call_id: str, figure: dict[str, Any]) -> None:
         chart = {

@@ -14,7 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import webrtcvad
 
-from voicewire.pipeline.endpointing import Endpointer, EndpointEvent, EndpointingConfig
+from voicewire.pipeline.endpointing import (
+    Endpointer,
+    EndpointEvent,
+    EndpointingConfig,
+    SpeechRun,
+)
 from voicewire.protocol import INPUT_SAMPLE_RATE
 
 FRAME_MS = 20
@@ -39,8 +44,8 @@ class AudioInput:
         energy_floor: float = 150.0,
     ) -> None:
         self._vad = webrtcvad.Vad(aggressiveness)
-        # compare mean squares, not RMS: no square root per frame
-        self._floor_ms = energy_floor * energy_floor * (FRAME_BYTES // 2)
+        self._floor_ms = 0.0  # compared with sum of squares, not RMS: no square root per frame
+        self.set_floor(energy_floor)
         self.endpointer = Endpointer(config)
         self.vad_ends_turns = vad_ends_turns
         self._pending = b""  # bytes not yet making a full VAD frame
@@ -49,6 +54,7 @@ class AudioInput:
         self.position_ms = 0.0  # total input audio seen
         self.has_speech = False  # the VAD heard speech in the current turn
         self.last_speech_at = 0.0  # caller's clock when the latest speech frame arrived
+        self._run = SpeechRun()  # talking without a real pause, for barge-in
 
     @property
     def turn_audio(self) -> bytes:
@@ -76,6 +82,7 @@ class AudioInput:
             speech = loud and self._vad.is_speech(frame, INPUT_SAMPLE_RATE)
             if speech:
                 self.last_speech_at = now
+            self._run.update(speech, FRAME_MS)
             event = self.endpointer.update(speech, t, FRAME_MS)
             if self.has_speech or not self.vad_ends_turns:
                 self._turn += frame
@@ -105,6 +112,16 @@ class AudioInput:
         self._preroll.clear()
         self.has_speech = False
         return audio
+
+    @property
+    def speech_run_ms(self) -> float:
+        """Milliseconds of speech without a real pause, up to now."""
+        return self._run.ms
+
+    def set_floor(self, energy_floor: float) -> None:
+        """The RMS below which a frame is never speech: raised while the agent's own voice may
+        come back through the microphone (echo the client's canceller left)."""
+        self._floor_ms = energy_floor * energy_floor * (FRAME_BYTES // 2)
 
     def set_mode(self, vad_ends_turns: bool, silence_ms: float | None = None) -> None:
         self.vad_ends_turns = vad_ends_turns

@@ -70,3 +70,24 @@ class Endpointer:
         self.speaking = False
         self._run_start = None
         self._paused = False
+
+
+class SpeechRun:
+    """How long the user has been talking without a real pause: the gaps between words (up
+    to ``max_gap_ms``) do not break a run. Barge-in waits for a run long enough to be a
+    person taking the floor, not a cough or a door."""
+
+    def __init__(self, max_gap_ms: float = 100.0) -> None:
+        self.max_gap_ms = max_gap_ms
+        self.ms = 0.0
+        self._gap_ms = 0.0
+
+    def update(self, is_speech: bool, frame_ms: float) -> float:
+        if is_speech:
+            self.ms += frame_ms
+            self._gap_ms = 0.0
+        else:
+            self._gap_ms += frame_ms
+            if self._gap_ms > self.max_gap_ms:
+                self.ms = 0.0
+        return self.ms

@@ -155,6 +155,7 @@ class Turn:
         self._figures: list[Figure] = []  # made by tools, waiting for the sentence about them
         self._figures_sent = 0
         self._messages: list[Message] = []  # this turn, OpenAI-shaped, for the history
+        self._step_text: list[str] = []  # the LLM step being streamed
         self._first_sentence_at: float | None = None
         self._tts_failed = False  # no more audio for this reply: TTS failed or the cap was hit
         self._reply_chars = 0
@@ -181,8 +182,16 @@ class Turn:
                     await speaker
         record.reply = reply
         if reply or len(self._messages) > 1:
-            self.session.add_turn(self._messages)
+            self.session.add_turn(self._messages, self.uid)
         return self._finish()
+
+    def spoken_messages(self) -> list[Message]:
+        """This turn's messages so far, the step being streamed included: what a turn stopped
+        half way (barge-in) had said. Tool calls appear only with their results."""
+        messages = list(self._messages)
+        if self._step_text and (not messages or messages[-1].get("role") != "assistant"):
+            messages.append({"role": "assistant", "content": "".join(self._step_text)})
+        return messages
 
     def _finish(self) -> str:
         self.timings.total_ms = _ms(self.req.input_end)
@@ -252,6 +261,7 @@ class Turn:
         try:
             for _round in range(self.cfg.max_tool_rounds + 1):
                 step_text, streamed = [], False
+                self._step_text = step_text
                 offer = specs if _round < self.cfg.max_tool_rounds else []
                 stream = self.p.llm.stream([*history, *self._messages], offer)
                 calls = await self._step(stream, start, chunker, step_text)

@@ -19,13 +19,16 @@ from fastapi.staticfiles import StaticFiles
 
 from voicewire import __version__
 from voicewire.config import Settings
+from voicewire.conversation import ConversationConfig, Deps
 from voicewire.pipeline.turn import Tools
+from voicewire.protocol import BargeIn, ErrorCode, Limits
 from voicewire.providers import validate
 from voicewire.providers.base import Providers
 from voicewire.server import rest, viz
-from voicewire.server.connection import Connection
+from voicewire.server.connection import Connection, init_frame
 from voicewire.server.runtime import ProviderFactory, Runtime
 from voicewire.server.serving import BodyLimit, max_body_bytes
+from voicewire.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,16 @@ def create_app(
 
     _mount_api_docs(app)
 
+    deps = conversation_deps(runtime)
+    limits = Limits(
+        max_text_chars=settings.max_text_chars,
+        max_frame_bytes=settings.max_frame_bytes,
+        max_audio_s=settings.max_audio_s,
+        max_queued_utterances=settings.max_queued_utterances,
+        max_reply_chars=settings.max_reply_chars,
+        max_reply_audio_s=settings.max_reply_audio_s,
+    )
+
     @app.websocket("/ws/multimodal")
     async def multimodal(ws: WebSocket) -> None:
         origin = ws.headers.get("origin")
@@ -91,9 +104,64 @@ def create_app(
             log.warning("refused a WebSocket from origin %s", origin)
             await ws.close(code=1008, reason="origin not allowed")  # before accept: HTTP 403
             return
-        await Connection(ws, runtime).serve()
+        await ws.accept()
+        session = Session(settings.turn_detection, settings.silence_ms, settings.history_turns)
+        runtime.store.add(session)
+        runtime.metrics.connections_total += 1
+        conn = Connection(ws, session, deps, limits)
+        runtime.connections[session.id] = conn
+        try:
+            await runtime.loaded.wait()  # a client may connect while the models still load
+            if runtime.status != "ready":
+                await conn.error(ErrorCode.INTERNAL, f"server failed to start: {runtime.error}")
+                await ws.close(code=1011, reason="server failed to start")
+                await conn.conversation.aclose()
+                return
+            providers = runtime.require_providers()
+            barge_in = BargeIn(
+                enabled=settings.barge_in,
+                min_speech_ms=settings.interrupt_min_speech_ms,
+                audio_lead_ms=settings.audio_lead_ms or None,
+            )
+            init = init_frame(
+                session, __version__, providers.tts.sample_rate, providers.describe(), limits,
+                barge_in,
+            )  # fmt: skip
+            await conn.serve(init)
+        finally:
+            session.connected = False
+            session.touch()
+            runtime.connections.pop(session.id, None)
 
     return app
+
+
+def conversation_deps(runtime: Runtime) -> Deps:
+    """What each conversation is handed: narrow parts of the process, not the process."""
+    s = runtime.settings
+    return Deps(
+        providers=runtime.require_providers,
+        tools=runtime.tools,
+        turn_config=runtime.turn_config,
+        config=ConversationConfig(
+            max_text_chars=s.max_text_chars,
+            max_audio_s=s.max_audio_s,
+            max_queued_utterances=s.max_queued_utterances,
+            vad_aggressiveness=s.vad_aggressiveness,
+            vad_min_speech_ms=s.vad_min_speech_ms,
+            vad_energy_floor=s.vad_energy_floor,
+            speculative_stt_ms=s.speculative_stt_ms or 0,
+            barge_in=s.barge_in,
+            interrupt_min_speech_ms=s.interrupt_min_speech_ms,
+            audio_lead_ms=s.audio_lead_ms,
+            echo_energy_floor=s.echo_energy_floor,
+        ),
+        promote=runtime.runner.promote,
+        account=runtime.account,
+        account_later=runtime.account_later,
+        record_turn=runtime.metrics.record_turn,
+        count=runtime.metrics.count,
+    )
 
 
 def _mount_api_docs(app: FastAPI) -> None:

@@ -1,0 +1,497 @@
+"""One conversation's state machine, with no transport in it.
+
+It owns the microphone input and its endpointing, speculative transcription, the utterance
+queue, the running turn, cancellation and barge-in, every task of the session (a ``TaskSet``),
+and the utterance records and history. Adapters (``server/connection.py`` for
+``/ws/multimodal``; others for other wire protocols) decode client input into the calls below
+and hand the core an ``Emitter``: the core emits the protocol's frame models as its events,
+each adapter serializes them (``/ws/multimodal`` as they are, another protocol by mapping).
+
+Barge-in: while a reply is being made or is still playing at the client, user speech held for
+``min_speech_ms`` (or an ``interrupt`` from the client) stops it at once: the turn's task is
+cancelled (LLM, TTS and tools with it), no more of its audio is sent, and the history keeps
+only what was heard: by the client's ``playback`` report, or else all audio sent. Audio is
+paced: at most ``audio_lead_ms`` ahead of the client's playout, so an interruption wastes
+little synthesis and the client has little to flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from voicewire.conversation.replies import ReplyLog, truncate_messages
+from voicewire.conversation.tasks import TaskSet
+from voicewire.pipeline.audio_input import AudioInput
+from voicewire.pipeline.endpointing import EndpointEvent, EndpointingConfig
+from voicewire.pipeline.turn import Emitter, Tools, Turn, TurnConfig, TurnRequest
+from voicewire.protocol import (
+    INPUT_SAMPLE_RATE,
+    Ack,
+    AssistantText,
+    CostUpdate,
+    Error,
+    ErrorCode,
+    MetricsUpdate,
+    ProviderFallback,
+    ReplyHeard,
+    ServerFrame,
+    SpeechStarted,
+    SpeechStopped,
+    StageTimings,
+    TtsChunk,
+    UtteranceCancelled,
+    UtteranceComplete,
+    UtteranceInterrupted,
+)
+from voicewire.providers.base import Providers, Transcript
+from voicewire.providers.runner import Priority, model_owner, model_priority
+from voicewire.session import Session, UtteranceRecord, new_id
+
+log = logging.getLogger(__name__)
+
+PLAYOUT_SLACK_S = 0.25  # the client starts playing a little after the first chunk arrives
+
+
+@dataclass(slots=True)
+class ConversationConfig:
+    max_text_chars: int = 4000
+    max_audio_s: float = 60.0
+    max_queued_utterances: int = 8
+    vad_aggressiveness: int = 2
+    vad_min_speech_ms: int = 120
+    vad_energy_floor: float = 150.0
+    speculative_stt_ms: int = 120
+    barge_in: bool = True
+    interrupt_min_speech_ms: int = 200
+    audio_lead_ms: int = 1500  # 0: send audio as fast as it is made
+    echo_energy_floor: float = 600.0  # the VAD's floor while the agent's audio plays
+
+
+@dataclass(slots=True)
+class Deps:
+    """What a conversation needs from the process, and nothing more (built in ``app.py``)."""
+
+    providers: Callable[[], Providers]
+    tools: Tools
+    turn_config: TurnConfig
+    config: ConversationConfig
+    promote: Callable[[str], None]  # the model runner: this session's speculation is wanted
+    account: Callable[[Session, TurnRequest, Turn], Awaitable[CostUpdate]]
+    account_later: Callable[[Session, TurnRequest, Turn], None]
+    record_turn: Callable[[str, StageTimings], None]
+    # ("errors", code), ("fallbacks", stage, failed provider), ("interruptions", why)
+    count: Callable[..., None]
+
+
+class Conversation:
+    def __init__(self, session: Session, deps: Deps, out: Emitter) -> None:
+        self.session = session
+        self.deps = deps
+        self.cfg = deps.config
+        self.out = out
+        self.barge_in = self.cfg.barge_in
+        self.tasks = TaskSet(session.id)
+        self._queue: deque[TurnRequest] = deque()
+        self._worker: asyncio.Task[None] | None = None
+        self._running: tuple[TurnRequest, asyncio.Task[str], Turn] | None = None
+        self._interrupted: dict[str, str] = {}  # utterance id -> why, for the running turn
+        self._replies: dict[str, ReplyLog] = {}  # recent replies, for playback reports
+        self._audio: AudioInput | None = None
+        self._audio_uid: str | None = None  # utterance the incoming audio belongs to
+        self._speculation: asyncio.Task[Transcript] | None = None
+        self._took_floor = False  # the speech being collected interrupted a reply
+        self.closed = False
+
+    # ------------------------------------------------------------------ events out
+
+    async def send(self, frame: ServerFrame) -> None:
+        if isinstance(frame, Error):
+            self.deps.count("errors", frame.code.value)
+        elif isinstance(frame, ProviderFallback):
+            self.deps.count("fallbacks", frame.stage, frame.failed)
+        elif isinstance(frame, AssistantText) and frame.utterance_id:
+            self._reply(frame.utterance_id).add_sentence(frame.text, frame.offset_ms)
+        await self.out.send(frame)
+
+    async def send_audio(self, header: TtsChunk, pcm: bytes) -> None:
+        """Send a reply's audio, paced: never more than ``audio_lead_ms`` ahead of playout."""
+        uid = header.utterance_id or ""
+        reply = self._reply(uid)
+        lead = self.cfg.audio_lead_ms
+        if lead and reply.started_at is not None:
+            due = reply.started_at + (header.offset_ms - lead) / 1000
+            if (wait := due - time.perf_counter()) > 0:
+                await asyncio.sleep(wait)
+        duration = header.samples * 1000 / header.sample_rate
+        reply.add_audio(header.offset_ms, duration, time.perf_counter())
+        await self.out.send_audio(header, pcm)
+
+    async def error(
+        self, code: ErrorCode, message: str, ref: str | None = None, uid: str | None = None
+    ) -> None:
+        await self.send(Error(code=code, message=message, ref=ref, utterance_id=uid))
+
+    def _reply(self, uid: str) -> ReplyLog:
+        reply = self._replies.get(uid)
+        if reply is None:
+            reply = self._replies[uid] = ReplyLog()
+            while len(self._replies) > 16:  # only recent replies can still be reported on
+                self._replies.pop(next(iter(self._replies)))
+        return reply
+
+    # ------------------------------------------------------------------ requests
+
+    async def user_text(self, text: str, ref: str | None) -> None:
+        text = text.strip()
+        limit = self.cfg.max_text_chars
+        if not text:
+            await self.error(ErrorCode.INVALID_FRAME, "text is empty", ref)
+        elif len(text) > limit:
+            message = f"text has {len(text)} characters; limit {limit}"
+            await self.error(ErrorCode.TEXT_TOO_LONG, message, ref)
+        else:
+            record = UtteranceRecord(new_id("u"), "text")
+            request = TurnRequest(record, time.perf_counter(), text=text)
+            await self._submit(request, "user_text", ref)
+
+    async def user_audio(self, pcm: bytes, ref: str | None) -> None:
+        """A one-shot clip, already decoded to 16 kHz PCM by the adapter."""
+        if await self._within_duration(len(pcm), ref):
+            record = UtteranceRecord(new_id("u"), "audio")
+            request = TurnRequest(record, time.perf_counter(), audio=pcm)
+            await self._submit(request, "user_audio", ref)
+
+    async def commit(self, ref: str | None) -> None:
+        audio = self._audio.take() if self._audio else b""
+        uid, self._audio_uid = self._audio_uid, None
+        speculation = self._hand_over_speculation()
+        if not audio or uid is None:
+            if speculation is not None:
+                speculation.cancel()
+            await self.error(ErrorCode.NO_AUDIO, "no audio was streamed since the last commit", ref)
+            return
+        record = UtteranceRecord(uid, "audio")
+        request = TurnRequest(record, time.perf_counter(), audio=audio, speculative=speculation)
+        await self._submit(request, "audio_commit", ref)
+
+    async def update(
+        self,
+        turn_detection: str | None,
+        silence_ms: int | None,
+        barge_in: bool | None,
+        ref: str | None,
+    ) -> None:
+        if turn_detection is not None:
+            self.session.turn_detection = turn_detection
+        if silence_ms is not None:
+            self.session.silence_ms = silence_ms
+        if barge_in is not None:
+            self.barge_in = barge_in
+        if self._audio is not None:
+            vad_ends = self.session.turn_detection == "server_vad"
+            self._audio.set_mode(vad_ends, self.session.silence_ms)
+        await self.send(Ack(request="session_update", ref=ref))
+
+    async def cancel(self, uid: str, ref: str | None) -> None:
+        await self.send(Ack(request="cancel", utterance_id=uid, ref=ref))
+        if self._running and self._running[0].record.id == uid:
+            self._running[1].cancel()  # the worker reports it when the turn has unwound
+            return
+        for request in self._queue:
+            if request.record.id == uid:
+                self._queue.remove(request)
+                _discard(request)
+                await self._report(uid, "cancelled", None)
+                return
+        if uid == self._audio_uid and self._audio is not None:  # the user is still talking
+            self._audio.take()
+            self._audio_uid = None
+            self._drop_speculation()
+            await self._report(uid, "cancelled", None)
+            return
+        message = f"no queued or running utterance {uid!r}"
+        await self.error(ErrorCode.UNKNOWN_UTTERANCE, message, ref, uid)
+
+    async def interrupt(self, ref: str | None) -> None:
+        """The client says the user takes the floor: stop the reply being made or played."""
+        await self.send(Ack(request="interrupt", ref=ref))
+        await self._interrupt("client")
+
+    async def playback(self, uid: str, played_ms: float, done: bool) -> None:
+        """The client's playout of a reply: the history keeps only what was heard."""
+        reply = self._replies.get(uid)
+        if reply is None:
+            return  # too old, or never a reply of ours: nothing to correct
+        if done:
+            reply.started_at = None  # played out: no longer "speaking" for barge-in
+            if played_ms >= reply.sent_ms - 1:
+                return
+        await self._remember_heard(uid, reply, min(played_ms, reply.sent_ms))
+
+    # ------------------------------------------------------------------ microphone audio
+
+    async def mic_audio(self, pcm: bytes) -> None:
+        """Streamed PCM s16le 16 kHz (even length, checked by the adapter)."""
+        cfg = self.cfg
+        if self._audio is None:
+            endpointing = EndpointingConfig(
+                silence_ms=self.session.silence_ms,
+                min_speech_ms=cfg.vad_min_speech_ms,
+                pause_ms=cfg.speculative_stt_ms,
+            )
+            vad_ends = self.session.turn_detection == "server_vad"
+            self._audio = AudioInput(
+                endpointing, cfg.vad_aggressiveness, vad_ends, cfg.vad_energy_floor
+            )
+        audio = self._audio
+        if self._audio_uid is None and not audio.vad_ends_turns:
+            self._audio_uid = new_id("u")
+        speaking = self._agent_speaking()
+        audio.set_floor(cfg.echo_energy_floor if speaking else cfg.vad_energy_floor)
+        now = time.perf_counter()
+        for event in audio.feed(pcm, now):
+            await self._on_audio_event(event.kind, event.offset_ms, event.audio)
+        held = audio.speech_run_ms >= cfg.interrupt_min_speech_ms
+        if self.barge_in and held and not self._took_floor and self._reply_active():
+            await self._interrupt("speech")
+        collecting = audio.has_speech or not audio.vad_ends_turns
+        if collecting and not await self._within_duration(audio.turn_bytes, None, self._audio_uid):
+            audio.take()
+            self._audio_uid = None
+            self._drop_speculation()
+
+    async def _on_audio_event(
+        self, kind: EndpointEvent, offset_ms: float, turn_audio: bytes | None
+    ) -> None:
+        audio = self._audio
+        assert audio is not None
+        if kind is EndpointEvent.SPEECH_START:
+            if self._audio_uid is None:
+                self._audio_uid = new_id("u")
+            await self.send(SpeechStarted(utterance_id=self._audio_uid, offset_ms=round(offset_ms)))
+        elif kind is EndpointEvent.PAUSE:
+            self._speculate(audio.turn_audio)
+        elif kind is EndpointEvent.RESUME:
+            self._drop_speculation()  # the user spoke again: that transcript is already stale
+        elif kind is EndpointEvent.END and turn_audio is not None and self._audio_uid is not None:
+            uid, self._audio_uid = self._audio_uid, None
+            speculation = self._hand_over_speculation()
+            await self.send(SpeechStopped(utterance_id=uid, offset_ms=round(offset_ms)))
+            if self.barge_in and self._reply_active() and not self._took_floor:
+                # too short to take the floor (a cough, "mm-hm") while the agent talks: not a turn
+                if speculation is not None:
+                    speculation.cancel()
+                await self._report(uid, "ignored", None)
+                return
+            record = UtteranceRecord(uid, "audio")
+            request = TurnRequest(
+                record, audio.last_speech_at, audio=turn_audio, speculative=speculation
+            )
+            await self._submit(request, None, None)
+
+    # ------------------------------------------------------------------ barge-in
+
+    def _agent_speaking(self) -> bool:
+        """Is reply audio still playing at the client (by the pacing clock)?"""
+        now = time.perf_counter()
+        for reply in reversed(self._replies.values()):
+            until = reply.playing_until()
+            if until is not None and now < until + PLAYOUT_SLACK_S:
+                return True
+        return False
+
+    def _reply_active(self) -> bool:
+        return self._running is not None or self._agent_speaking()
+
+    async def _interrupt(self, why: str) -> None:
+        self._took_floor = True  # this speech took the floor: it will be a turn
+        if self._running is not None:
+            request, task, _ = self._running
+            uid = request.record.id
+            if uid not in self._interrupted and not task.done():
+                self._interrupted[uid] = why
+                task.cancel()  # reported by the worker once the turn has unwound
+        # a reply that was sent in full but still plays: stop the client, trim the history
+        now = time.perf_counter()
+        for uid, reply in list(self._replies.items()):
+            until = reply.playing_until()
+            if until is None or now >= until + PLAYOUT_SLACK_S or uid in self._interrupted:
+                continue
+            played = max(0.0, (now - (reply.started_at or now)) * 1000)
+            await self._stopped(uid, why, reply, min(played, reply.sent_ms))
+
+    async def _stopped(self, uid: str, why: str, reply: ReplyLog, played_ms: float) -> None:
+        """A reply sent in full, cut at the client by an interruption."""
+        self.deps.count("interruptions", why)
+        reply.started_at = None
+        sent = reply.sent_ms
+        await self.send(UtteranceInterrupted(utterance_id=uid, reason=why, sent_ms=sent))  # type: ignore[arg-type]
+        heard = reply.heard_ms if reply.heard_ms is not None else played_ms  # a report came first
+        await self._remember_heard(uid, reply, heard)
+
+    async def _remember_heard(self, uid: str, reply: ReplyLog, played_ms: float) -> None:
+        """Cut this reply's history to what was heard by ``played_ms`` and say so."""
+        reply.heard_ms = played_ms
+        if reply.messages is None:  # the turn as it was made, before any cut
+            reply.messages = self.session.turn_messages(uid)
+        if reply.messages is None:
+            return  # not in the history yet: applied when the turn is (``_report``)
+        heard = reply.heard_text(played_ms)
+        record = self.session.utterances.get(uid)
+        if record is not None:
+            record.heard = heard
+        self.session.replace_turn(uid, truncate_messages(reply.messages, heard))
+        await self.send(ReplyHeard(utterance_id=uid, played_ms=round(played_ms, 1), text=heard))
+
+    # ------------------------------------------------------------------ speculative STT
+
+    def _speculate(self, turn_audio: bytes) -> None:
+        """Transcribe the turn so far at a pause, as low-priority model work.
+
+        At most one per session: a newer pause supersedes the older job, which is dropped if it
+        has not started (a running one finishes, its result unused).
+        """
+        self._drop_speculation()
+        ctx = contextvars.copy_context()
+        ctx.run(model_priority.set, Priority.SPECULATIVE)
+        stt = self.deps.providers().stt
+        self._speculation = self.tasks.create(
+            stt.transcribe(turn_audio, INPUT_SAMPLE_RATE), "speculative-stt", context=ctx
+        )
+
+    def _drop_speculation(self) -> None:
+        if self._speculation is not None:
+            self._speculation.cancel()
+            self._speculation = None
+
+    def _hand_over_speculation(self) -> asyncio.Task[Transcript] | None:
+        """The turn ended at the pause: its transcript is wanted now, not speculatively."""
+        speculation, self._speculation = self._speculation, None
+        if speculation is not None:
+            self.deps.promote(self.session.id)
+        return speculation
+
+    # ------------------------------------------------------------------ utterance queue
+
+    async def _within_duration(
+        self, pcm_bytes: int, ref: str | None, uid: str | None = None
+    ) -> bool:
+        seconds = pcm_bytes / 2 / INPUT_SAMPLE_RATE
+        limit = self.cfg.max_audio_s
+        if seconds <= limit:
+            return True
+        message = f"audio of {seconds:.1f} s exceeds the limit of {limit:g} s"
+        await self.error(ErrorCode.AUDIO_TOO_LONG, message, ref, uid)
+        return False
+
+    async def _submit(self, request: TurnRequest, ack_for: str | None, ref: str | None) -> None:
+        uid = request.record.id
+        self._took_floor = False  # the next speech must take the floor anew
+        depth = len(self._queue) + (1 if self._running else 0)
+        if depth >= self.cfg.max_queued_utterances:
+            _discard(request)  # its turn will not run
+            await self.error(ErrorCode.BUSY, f"{depth} utterances are already waiting", ref, uid)
+            return
+        if ack_for is not None:
+            await self.send(Ack(request=ack_for, utterance_id=uid, ref=ref))
+        self.session.record(request.record)
+        self._queue.append(request)
+        if self._worker is None or self._worker.done():
+            self._worker = self.tasks.create(self._drain(), "turns")
+
+    async def _drain(self) -> None:
+        model_owner.set(self.session.id)
+        while self._queue:
+            request = self._queue.popleft()
+            uid = request.record.id
+            turn = Turn(
+                request,
+                self.session,
+                self.deps.providers(),
+                self,
+                self.deps.turn_config,
+                self.deps.tools,
+            )
+            task = self.tasks.create(turn.run(), f"turn-{uid}")
+            self._running = (request, task, turn)
+            try:
+                status = await task
+            except asyncio.CancelledError:
+                status = self._unwound(request, turn)
+                me = asyncio.current_task()
+                if me is not None and me.cancelling():  # the conversation is closing
+                    self.deps.record_turn(status, turn.timings)
+                    self.deps.account_later(self.session, request, turn)
+                    raise
+            except Exception as exc:  # a bug in a turn must not take the session down
+                log.exception("turn %s failed", uid)
+                status = "failed"
+                request.record.status = "failed"
+                message = f"internal error: {type(exc).__name__}"
+                await self.error(ErrorCode.INTERNAL, message, None, uid)
+            finally:
+                self._running = None
+            self.deps.record_turn(status, turn.timings)
+            cost = await self.deps.account(self.session, request, turn)
+            await self._report(uid, status, turn, cost)
+
+    def _unwound(self, request: TurnRequest, turn: Turn) -> str:
+        """A turn cancelled by ``cancel``, an interruption or the session closing."""
+        uid = request.record.id
+        turn.timings.total_ms = round((time.perf_counter() - request.input_end) * 1000, 2)
+        request.record.timings = turn.timings
+        why = self._interrupted.get(uid)
+        status = "interrupted" if why else "cancelled"
+        request.record.status = status  # type: ignore[assignment]
+        if why:  # what was said so far is remembered, cut to what was heard (below)
+            self.session.add_turn(turn.spoken_messages(), uid)
+        return status
+
+    async def _report(
+        self, uid: str, status: str, turn: Turn | None, cost: CostUpdate | None = None
+    ) -> None:
+        """The last frames of an utterance, whatever became of it."""
+        timings = turn.timings if turn else None
+        if status == "cancelled":
+            await self.send(UtteranceCancelled(utterance_id=uid))
+        elif status == "interrupted":
+            why = self._interrupted.pop(uid, "client")
+            reply = self._reply(uid)
+            # until the client reports its playout, everything sent counts as heard
+            await self._stopped(uid, why, reply, reply.sent_ms)
+        if timings is not None:
+            await self.send(MetricsUpdate(utterance_id=uid, timings=timings))
+        if cost is not None:
+            await self.send(cost)
+        done = UtteranceComplete(utterance_id=uid, status=status, timings=timings or StageTimings())  # type: ignore[arg-type]
+        await self.send(done)
+
+    # ------------------------------------------------------------------ closing
+
+    def busy(self) -> bool:
+        return self._running is not None or bool(self._queue)
+
+    def idle(self) -> bool:
+        return not self.busy() and self._audio_uid is None
+
+    async def aclose(self) -> None:
+        """The transport is gone: drop what waits, stop what runs, account for what was used."""
+        self.closed = True
+        for request in self._queue:
+            _discard(request)
+        self._queue.clear()
+        self._speculation = None
+        await self.tasks.aclose()
+
+
+def _discard(request: TurnRequest) -> None:
+    """A request that will not run: cancelled, with any model work it started."""
+    request.record.status = "cancelled"
+    if isinstance(request.speculative, asyncio.Future):
+        request.speculative.cancel()

@@ -1,0 +1,112 @@
+"""What the user heard of a reply, from where its playout stopped.
+
+The server knows what it sent; the client knows what it played. A reply's sentences are placed
+on its audio timeline (each ``assistant_text`` carries the offset of its first sample), so a
+playout position maps to words: the sentences that started before it, and a proportional part
+of the one it stopped in, cut back to a whole word (no TTS we ship gives word timings). A
+sentence that never got audio (TTS failed, the audio cap) was shown as text, so it counts as
+heard once reached.
+
+Pure logic over offsets: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from voicewire.providers.base import Message
+
+ELLIPSIS = "…"  # marks a reply cut where the user stopped hearing it: the LLM sees it
+
+
+@dataclass(slots=True)
+class Sentence:
+    text: str
+    offset_ms: float | None  # where its audio starts; None: shown without audio
+
+
+@dataclass(slots=True)
+class ReplyLog:
+    """One reply as it went out: its sentences, how much audio was sent, when sending began."""
+
+    sentences: list[Sentence] = field(default_factory=list)
+    sent_ms: float = 0.0  # end of the audio sent so far, on the reply timeline
+    started_at: float | None = None  # the sender's clock when the first chunk left
+    heard_ms: float | None = None  # set by a playback report (or the interruption)
+    messages: list[Message] | None = None  # the turn's history as made, before any cut
+
+    def add_sentence(self, text: str, offset_ms: float | None) -> None:
+        self.sentences.append(Sentence(text, offset_ms))
+
+    def add_audio(self, offset_ms: float, duration_ms: float, now: float) -> None:
+        if self.started_at is None:
+            self.started_at = now
+        self.sent_ms = max(self.sent_ms, offset_ms + duration_ms)
+
+    def playing_until(self) -> float | None:
+        """The sender's clock when the client will have played all audio sent so far."""
+        if self.started_at is None:
+            return None
+        return self.started_at + self.sent_ms / 1000
+
+    def heard_text(self, played_ms: float) -> str:
+        """The words of the reply heard by ``played_ms`` of its audio."""
+        words: list[str] = []
+        for i, sentence in enumerate(self.sentences):
+            if sentence.offset_ms is None:  # shown as text when the reply reached it
+                words += sentence.text.split()
+                continue
+            if sentence.offset_ms >= played_ms:
+                break
+            end = self._end_of(i)
+            spoken = sentence.text.split()
+            if end <= played_ms:
+                words += spoken
+                continue
+            share = (played_ms - sentence.offset_ms) / max(1.0, end - sentence.offset_ms)
+            words += spoken[: int(len(spoken) * share)]
+            break
+        return " ".join(words)
+
+    def _end_of(self, i: int) -> float:
+        """Where sentence ``i``'s audio ends: the next timed sentence's start, or the last
+        audio sent."""
+        for later in self.sentences[i + 1 :]:
+            if later.offset_ms is not None:
+                return later.offset_ms
+        return self.sent_ms
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+def truncate_messages(messages: list[Message], heard: str) -> list[Message]:
+    """A turn's messages with the assistant's words cut to those heard (``heard`` is a prefix
+    of the reply, word for word). Tool calls and their results stay: the tools did run. The
+    cut message ends with an ellipsis, so the next LLM step knows it was interrupted."""
+    budget = len(_words(heard))
+    out: list[Message] = []
+    cut = False
+    for message in messages:
+        content = message.get("content")
+        if message.get("role") != "assistant" or not isinstance(content, str) or not content:
+            if message.get("role") == "assistant" and cut and not message.get("tool_calls"):
+                continue
+            out.append(message)
+            continue
+        if cut:  # after the cut: keep tool calls (they ran), drop the unheard words
+            if message.get("tool_calls"):
+                out.append({**message, "content": None})
+            continue
+        words = _words(content)
+        if len(words) <= budget:
+            out.append(message)
+            budget -= len(words)
+            continue
+        cut = True
+        kept = " ".join(words[:budget])
+        text = re.sub(r"[\s,;:.!?]+$", "", kept) + ELLIPSIS if kept else ELLIPSIS
+        out.append({**message, "content": text})
+    return out
