@@ -161,11 +161,13 @@ class Settings(BaseSettings):
 
     # Barge-in: user speech held this long while a reply is made or plays interrupts it
     # (shorter: a cough, a door, "mm-hm" — ignored). While the agent's audio plays the VAD
-    # ignores frames quieter than echo_energy_floor (RMS), so what the browser's echo
-    # canceller leaves of the agent's own voice does not interrupt it.
+    # ignores frames quieter than echo_energy_floor (RMS) or echo_level_ratio times the
+    # agent's own level at that moment, so what the browser's echo canceller leaves of the
+    # agent's voice does not interrupt it.
     barge_in: bool = True
     interrupt_min_speech_ms: int = Field(default=200, ge=20, le=5000)
     echo_energy_floor: float = Field(default=600.0, ge=0)
+    echo_level_ratio: float = Field(default=0.3, ge=0, le=10)  # or this share of its own level
     # Reply audio is sent at most this far ahead of the client's playout (0: as fast as it is
     # made), so an interruption wastes little synthesis and the client has little to flush.
     audio_lead_ms: int = Field(default=1500, ge=0, le=600_000)

@@ -178,7 +178,7 @@ class BargeIn(BaseModel):
 
     enabled: bool
     min_speech_ms: int  # speech held this long during a reply interrupts it
-    audio_lead_ms: int | None  # reply audio is sent at most this far ahead (None: unpaced)
+    audio_lead_ms: int | None = None  # reply audio is sent at most this far ahead (None: unpaced)
 
 
 class Init(ServerFrame):

@@ -25,7 +25,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from voicewire.conversation.replies import ReplyLog, truncate_messages
+import numpy as np
+
+from voicewire.conversation.replies import Replies, ReplyLog, truncate_messages
 from voicewire.conversation.tasks import TaskSet
 from voicewire.pipeline.audio_input import AudioInput
 from voicewire.pipeline.endpointing import EndpointEvent, EndpointingConfig
@@ -54,8 +56,7 @@ from voicewire.providers.runner import Priority, model_owner, model_priority
 from voicewire.session import Session, UtteranceRecord, new_id
 
 log = logging.getLogger(__name__)
-
-PLAYOUT_SLACK_S = 0.25  # the client starts playing a little after the first chunk arrives
+HELD_BACK_S = 2.0  # speech ignored this recently starts the turn that interrupts
 
 
 @dataclass(slots=True)
@@ -71,6 +72,7 @@ class ConversationConfig:
     interrupt_min_speech_ms: int = 200
     audio_lead_ms: int = 1500  # 0: send audio as fast as it is made
     echo_energy_floor: float = 600.0  # the VAD's floor while the agent's audio plays
+    echo_level_ratio: float = 0.3  # ... or this share of the agent's own level, if higher
 
 
 @dataclass(slots=True)
@@ -101,11 +103,12 @@ class Conversation:
         self._worker: asyncio.Task[None] | None = None
         self._running: tuple[TurnRequest, asyncio.Task[str], Turn] | None = None
         self._interrupted: dict[str, str] = {}  # utterance id -> why, for the running turn
-        self._replies: dict[str, ReplyLog] = {}  # recent replies, for playback reports
+        self._replies = Replies()  # recent replies: for pacing, playback reports, echo
         self._audio: AudioInput | None = None
         self._audio_uid: str | None = None  # utterance the incoming audio belongs to
         self._speculation: asyncio.Task[Transcript] | None = None
         self._took_floor = False  # the speech being collected interrupted a reply
+        self._held_back: tuple[bytes, float] | None = None  # speech too short to interrupt
         self.closed = False
 
     # ------------------------------------------------------------------ events out
@@ -129,7 +132,7 @@ class Conversation:
             if (wait := due - time.perf_counter()) > 0:
                 await asyncio.sleep(wait)
         duration = header.samples * 1000 / header.sample_rate
-        reply.add_audio(header.offset_ms, duration, time.perf_counter())
+        reply.add_audio(header.offset_ms, duration, _rms(pcm), time.perf_counter())
         await self.out.send_audio(header, pcm)
 
     async def error(
@@ -138,12 +141,7 @@ class Conversation:
         await self.send(Error(code=code, message=message, ref=ref, utterance_id=uid))
 
     def _reply(self, uid: str) -> ReplyLog:
-        reply = self._replies.get(uid)
-        if reply is None:
-            reply = self._replies[uid] = ReplyLog()
-            while len(self._replies) > 16:  # only recent replies can still be reported on
-                self._replies.pop(next(iter(self._replies)))
-        return reply
+        return self._replies.of(uid)
 
     # ------------------------------------------------------------------ requests
 
@@ -252,8 +250,7 @@ class Conversation:
         audio = self._audio
         if self._audio_uid is None and not audio.vad_ends_turns:
             self._audio_uid = new_id("u")
-        speaking = self._agent_speaking()
-        audio.set_floor(cfg.echo_energy_floor if speaking else cfg.vad_energy_floor)
+        audio.set_floor(self._speech_floor())
         now = time.perf_counter()
         for event in audio.feed(pcm, now):
             await self._on_audio_event(event.kind, event.offset_ms, event.audio)
@@ -284,11 +281,21 @@ class Conversation:
             speculation = self._hand_over_speculation()
             await self.send(SpeechStopped(utterance_id=uid, offset_ms=round(offset_ms)))
             if self.barge_in and self._reply_active() and not self._took_floor:
-                # too short to take the floor (a cough, "mm-hm") while the agent talks: not a turn
+                # too short to take the floor (a cough, "mm-hm") while the agent talks: not a
+                # turn; kept a moment in case it was the start of one ("Wait, ... stop")
                 if speculation is not None:
                     speculation.cancel()
+                self._held_back = (turn_audio, time.perf_counter())
                 await self._report(uid, "ignored", None)
                 return
+            if self._held_back is not None:
+                held, at = self._held_back
+                self._held_back = None
+                if self._took_floor and time.perf_counter() - at < HELD_BACK_S:
+                    turn_audio = held + turn_audio
+                    if speculation is not None:  # it heard only the second part
+                        speculation.cancel()
+                        speculation = None
             record = UtteranceRecord(uid, "audio")
             request = TurnRequest(
                 record, audio.last_speech_at, audio=turn_audio, speculative=speculation
@@ -297,17 +304,14 @@ class Conversation:
 
     # ------------------------------------------------------------------ barge-in
 
-    def _agent_speaking(self) -> bool:
-        """Is reply audio still playing at the client (by the pacing clock)?"""
-        now = time.perf_counter()
-        for reply in reversed(self._replies.values()):
-            until = reply.playing_until()
-            if until is not None and now < until + PLAYOUT_SLACK_S:
-                return True
-        return False
+    def _speech_floor(self) -> float:
+        cfg = self.cfg
+        return self._replies.speech_floor(
+            time.perf_counter(), cfg.vad_energy_floor, cfg.echo_energy_floor, cfg.echo_level_ratio
+        )
 
     def _reply_active(self) -> bool:
-        return self._running is not None or self._agent_speaking()
+        return self._running is not None or bool(self._replies.playing(time.perf_counter()))
 
     async def _interrupt(self, why: str) -> None:
         self._took_floor = True  # this speech took the floor: it will be a turn
@@ -319,9 +323,8 @@ class Conversation:
                 task.cancel()  # reported by the worker once the turn has unwound
         # a reply that was sent in full but still plays: stop the client, trim the history
         now = time.perf_counter()
-        for uid, reply in list(self._replies.items()):
-            until = reply.playing_until()
-            if until is None or now >= until + PLAYOUT_SLACK_S or uid in self._interrupted:
+        for uid, reply in self._replies.playing(now):
+            if uid in self._interrupted:
                 continue
             played = max(0.0, (now - (reply.started_at or now)) * 1000)
             await self._stopped(uid, why, reply, min(played, reply.sent_ms))
@@ -362,7 +365,10 @@ class Conversation:
         ctx.run(model_priority.set, Priority.SPECULATIVE)
         stt = self.deps.providers().stt
         self._speculation = self.tasks.create(
-            stt.transcribe(turn_audio, INPUT_SAMPLE_RATE), "speculative-stt", context=ctx
+            stt.transcribe(turn_audio, INPUT_SAMPLE_RATE),
+            "speculative-stt",
+            context=ctx,
+            expected_failures=True,
         )
 
     def _drop_speculation(self) -> None:
@@ -418,7 +424,7 @@ class Conversation:
                 self.deps.turn_config,
                 self.deps.tools,
             )
-            task = self.tasks.create(turn.run(), f"turn-{uid}")
+            task = self.tasks.create(turn.run(), f"turn-{uid}", expected_failures=True)
             self._running = (request, task, turn)
             try:
                 status = await task
@@ -477,6 +483,12 @@ class Conversation:
     def busy(self) -> bool:
         return self._running is not None or bool(self._queue)
 
+    async def settle(self) -> None:
+        """Wait until every queued and running utterance has been reported (a drain waits
+        for this)."""
+        while self._worker is not None and not self._worker.done():
+            await asyncio.wait([self._worker])
+
     def idle(self) -> bool:
         return not self.busy() and self._audio_uid is None
 
@@ -488,6 +500,11 @@ class Conversation:
         self._queue.clear()
         self._speculation = None
         await self.tasks.aclose()
+
+
+def _rms(pcm: bytes) -> float:
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32)
+    return float(np.sqrt(np.dot(samples, samples) / max(1, samples.size)))
 
 
 def _discard(request: TurnRequest) -> None:

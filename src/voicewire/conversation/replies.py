@@ -35,14 +35,21 @@ class ReplyLog:
     started_at: float | None = None  # the sender's clock when the first chunk left
     heard_ms: float | None = None  # set by a playback report (or the interruption)
     messages: list[Message] | None = None  # the turn's history as made, before any cut
+    levels: list[tuple[float, float]] = field(default_factory=list)  # (offset_ms, chunk RMS)
 
     def add_sentence(self, text: str, offset_ms: float | None) -> None:
         self.sentences.append(Sentence(text, offset_ms))
 
-    def add_audio(self, offset_ms: float, duration_ms: float, now: float) -> None:
+    def add_audio(self, offset_ms: float, duration_ms: float, rms: float, now: float) -> None:
         if self.started_at is None:
             self.started_at = now
         self.sent_ms = max(self.sent_ms, offset_ms + duration_ms)
+        self.levels.append((offset_ms, rms))
+
+    def level_near(self, position_ms: float, before_ms: float, after_ms: float) -> float:
+        """The loudest chunk sent around ``position_ms`` of the reply (its echo's source)."""
+        lo, hi = position_ms - before_ms, position_ms + after_ms
+        return max((rms for at, rms in self.levels if lo <= at <= hi), default=0.0)
 
     def playing_until(self) -> float | None:
         """The sender's clock when the client will have played all audio sent so far."""
@@ -76,6 +83,49 @@ class ReplyLog:
             if later.offset_ms is not None:
                 return later.offset_ms
         return self.sent_ms
+
+
+PLAYOUT_SLACK_S = 0.25  # the client starts playing a little after the first chunk arrives
+
+
+class Replies:
+    """A session's recent replies (by utterance id): what was sent, and what plays now by the
+    pacing clock (the sender's clock from each reply's first chunk)."""
+
+    def __init__(self, keep: int = 16) -> None:
+        self._logs: dict[str, ReplyLog] = {}
+        self._keep = keep  # only recent replies can still be reported on
+
+    def get(self, uid: str) -> ReplyLog | None:
+        return self._logs.get(uid)
+
+    def of(self, uid: str) -> ReplyLog:
+        log = self._logs.get(uid)
+        if log is None:
+            log = self._logs[uid] = ReplyLog()
+            while len(self._logs) > self._keep:
+                self._logs.pop(next(iter(self._logs)))
+        return log
+
+    def playing(self, now: float) -> list[tuple[str, ReplyLog]]:
+        """Replies whose audio is still playing at the client."""
+        out = []
+        for uid, log in self._logs.items():
+            until = log.playing_until()
+            if until is not None and now < until + PLAYOUT_SLACK_S:
+                out.append((uid, log))
+        return out
+
+    def speech_floor(self, now: float, quiet: float, echo: float, ratio: float) -> float:
+        """The VAD's energy floor now: ``quiet`` when nothing plays; while a reply plays, the
+        larger of ``echo`` and ``ratio`` times the agent's own level around its playout
+        position (the echo of a loud sentence is louder)."""
+        floor = quiet
+        for _, log in self.playing(now):
+            position = (now - (log.started_at or now)) * 1000
+            level = log.level_near(position, before_ms=600, after_ms=200)
+            floor = max(floor, echo, ratio * level)
+        return floor
 
 
 def _words(text: str) -> list[str]:

@@ -28,21 +28,31 @@ class TaskSet:
         coro: Coroutine[Any, Any, T],
         name: str,
         context: contextvars.Context | None = None,
+        expected_failures: bool = False,
     ) -> asyncio.Task[T]:
+        """Start ``coro`` as a task of this set. A task that fails is logged with its
+        traceback, unless failing is part of its job (``expected_failures``: its awaiter, if
+        any, reports it)."""
         task = asyncio.get_running_loop().create_task(
             coro, name=f"{self.owner}:{name}", context=context
         )
         self._tasks.add(task)
-        task.add_done_callback(self._done)
+        task.add_done_callback(self._quiet if expected_failures else self._done)
         return task
+
+    def _quiet(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: never "exception was never retrieved"
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
-            log.debug("task %s ended with %r", task.get_name(), exc)  # its owner reports it
+            log.error("task %s failed", task.get_name(), exc_info=exc)
 
     def __len__(self) -> int:
-        return len(self._tasks)
+        """Tasks still running (a finished one leaves the set a moment later)."""
+        return sum(1 for task in self._tasks if not task.done())
 
     async def aclose(self) -> None:
         """Cancel every task still running and wait until each has unwound."""

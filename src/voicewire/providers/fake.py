@@ -12,6 +12,8 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from voicewire.providers.base import (
     LLMEvent,
     Message,
@@ -117,7 +119,8 @@ class FakeLLM:
 
 
 class FakeTTS:
-    """Makes a tone-free ramp of ``ms_per_char`` audio per character, in ``pieces`` parts."""
+    """Makes ``ms_per_char`` of a quiet tone per character (about a voice's level: RMS 2000),
+    in ``pieces`` parts."""
 
     name = "fake:tts"
 
@@ -143,7 +146,8 @@ class FakeTTS:
         if self.fail_on_call == len(self.calls):
             raise ProviderError(self.name, "scripted failure")
         samples = int(len(text) * self.ms_per_char * self.sample_rate / 1000)
-        pcm = bytes(i % 256 for i in range(samples * 2))
+        t = np.arange(samples) * (2 * np.pi * 220 / self.sample_rate)
+        pcm = (2800 * np.sin(t)).astype("<i2").tobytes()
         step = max(2, len(pcm) // self.pieces // 2 * 2)
         for i in range(0, len(pcm), step):
             yield pcm[i : i + step]

@@ -47,6 +47,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.loaded = asyncio.Event()  # bind to the serving loop
+        runtime.loop = asyncio.get_running_loop()
         tasks = [
             asyncio.create_task(runtime.start()),
             asyncio.create_task(runtime.sweep()),
@@ -155,6 +156,7 @@ def conversation_deps(runtime: Runtime) -> Deps:
             interrupt_min_speech_ms=s.interrupt_min_speech_ms,
             audio_lead_ms=s.audio_lead_ms,
             echo_energy_floor=s.echo_energy_floor,
+            echo_level_ratio=s.echo_level_ratio,
         ),
         promote=runtime.runner.promote,
         account=runtime.account,

@@ -68,6 +68,7 @@ class Runtime:
             max_reply_audio_s=settings.max_reply_audio_s,
         )
         self.loaded = asyncio.Event()  # set when start() has finished, ready or failed
+        self.loop: asyncio.AbstractEventLoop | None = None  # the serving loop, once it runs
         self.status: Status = "starting"
         self.error: str | None = None
         self.endpoint_checks: dict[str, str] = {}  # network providers: "ok" or why not
