@@ -322,3 +322,46 @@ async def test_phone_header_fits_and_charts_keep_their_title(browser: Browser) -
         assert box is not None and box["y"] + box["height"] <= 900
     finally:
         srv.stop()
+
+
+# ------------------------------------------------------------------ barge-in (issue 13)
+
+
+@pytest.fixture(scope="module")
+def talk_over_wav(tmp_path_factory: pytest.TempPathFactory, speaker: Speaker) -> Path:
+    """A question, then, while the answer plays, the user talks again at length."""
+    pcm = (
+        b"\x00\x00" * 16000
+        + speaker.say("What time is it?")
+        + b"\x00\x00" * 19200  # 1.2 s: the answer has started
+        + speaker.say("Wait, wait, I want to ask you something else instead, what is the date?")
+        + b"\x00\x00" * 64000
+    )
+    path = tmp_path_factory.mktemp("mic") / "talk-over.wav"
+    path.write_bytes(encode_wav(resample_pcm16(pcm, 16000, 48000), 48000))
+    return path
+
+
+async def test_talking_over_the_agent_stops_it_in_the_page(
+    talk_over_wav: Path, model_server: RunningServer
+) -> None:
+    async with async_playwright() as p:
+        b = await p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={talk_over_wav}"],
+        )
+        try:
+            page = await open_page(b, model_server)
+            await page.click("#mic")
+            await page.wait_for_selector(".turn.interrupted", timeout=WAIT_MS)
+            first = page.locator(".turn.interrupted").first
+            uid = await first.get_attribute("data-utterance")
+            assert await page.evaluate(f"vw.player.pending('{uid}')") == 0  # playout stopped
+            reports = await page.evaluate("vw.reports")
+            assert any(r["uid"] == uid and not r["done"] for r in reports), reports
+            users = "[...document.querySelectorAll('.turn .user')]"
+            asked = users + ".some(e => /date/i.test(e.textContent))"
+            await page.wait_for_function(asked, timeout=WAIT_MS)  # the user's words are answered
+            assert "interrupted" in await first.inner_text()
+        finally:
+            await b.close()

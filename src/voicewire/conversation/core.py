@@ -321,6 +321,10 @@ class Conversation:
             if uid not in self._interrupted and not task.done():
                 self._interrupted[uid] = why
                 task.cancel()  # reported by the worker once the turn has unwound
+                reply = self._replies.get(uid)
+                if why == "speech" and request.audio and (reply is None or not reply.sent_ms):
+                    # the user paused, then went on before the agent said a word: one turn
+                    self._held_back = (request.audio, time.perf_counter())
         # a reply that was sent in full but still plays: stop the client, trim the history
         now = time.perf_counter()
         for uid, reply in self._replies.playing(now):

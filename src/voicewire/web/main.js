@@ -7,7 +7,9 @@ import { Microphone } from "./microphone.js";
 import { $, TurnView, pageNote, setActivity, setConnection, showCost } from "./view.js";
 
 // State the tests read (and a curious user can, in the console).
-const vw = (window.vw = { connected: false, frames: 0, audioSentMs: 0, sentTimes: [], activity: [] });
+const vw = (window.vw = {
+  connected: false, frames: 0, audioSentMs: 0, sentTimes: [], activity: [], reports: [],
+});
 
 const turns = new Map(); // utterance id -> TurnView
 const running = new Set(); // utterances the server is still working on
@@ -18,7 +20,10 @@ let talking = false; // push-to-talk held
 
 const player = new Player({
   onStart: () => setActivity("speaking"),
-  onIdle: () => settle(),
+  onIdle: (uid, stopped) => {
+    if (!stopped) report(uid, true); // played to its end: the server may stop listening for echo
+    settle();
+  },
 });
 const mic = new Microphone(() => player.context(), onMicFrame);
 const proto = location.protocol === "https:" ? "wss" : "ws";
@@ -110,7 +115,10 @@ function onFrame(f) {
       if (heard) t.toolDone(f);
       break;
     case "assistant_text":
-      if (heard) player.at(uid, f.offset_ms, () => t.sentence(f.text));
+      if (heard) {
+        t.expect(f.text);
+        player.at(uid, f.offset_ms, () => t.sentence(f.text));
+      }
       break;
     case "visualization_data":
       if (heard) player.at(uid, f.offset_ms, () => t.chart(f));
@@ -128,6 +136,17 @@ function onFrame(f) {
       (t ? (text) => t.note("notice", text) : (text) => pageNote("notice", text))(
         `${f.stage}: ${f.failed} failed (${f.reason}); ${f.used} answered`,
       );
+      break;
+    case "utterance_interrupted":
+      // the user talked over it: stop at once, say how much was heard, show the rest as cut
+      stopped.add(uid);
+      player.stop(uid);
+      report(uid, false);
+      t.interrupted();
+      updateStop();
+      break;
+    case "reply_heard":
+      t.body.dataset.heard = f.text;
       break;
     case "utterance_cancelled":
       t.stopped(stopped.has(uid) ? "stopped" : "cancelled");
@@ -166,6 +185,29 @@ function onAudio(head, pcm) {
   updateStop();
 }
 
+// ------------------------------------------------------------------ playback reports
+
+// Tell the server how much of a reply was played: it remembers only what was heard.
+function report(uid, done) {
+  const played = player.playedMs(uid);
+  vw.reports.push({ uid, played_ms: played, done });
+  conn.send({ type: "playback", utterance_id: uid, played_ms: played, done });
+}
+
+// The user takes the floor (push-to-talk): stop every reply now, server-side too.
+function interruptReplies() {
+  const active = new Set([...running, ...player.active()]);
+  if (!active.size) return;
+  for (const uid of active) {
+    stopped.add(uid);
+    player.stop(uid);
+    report(uid, false);
+    turn(uid).interrupted();
+  }
+  conn.send({ type: "interrupt" });
+  updateStop();
+}
+
 // ------------------------------------------------------------------ stop
 
 function stopAll() {
@@ -174,6 +216,7 @@ function stopAll() {
     stopped.add(uid);
     player.stop(uid);
     if (running.has(uid)) conn.send({ type: "cancel", utterance_id: uid });
+    else report(uid, false); // finished but still playing: the history keeps what was heard
     turn(uid).stopped();
   }
   setActivity("stopped");
@@ -252,6 +295,7 @@ function pttDown() {
   if (mode !== "manual" || !mic.active || talking) return;
   talking = true;
   $("ptt").classList.add("active");
+  interruptReplies(); // pressing talk interrupts at once
   setActivity("listening");
 }
 

@@ -10,7 +10,7 @@ export class Player {
     this.ctx = null;
     this.lines = new Map(); // utterance id -> { start, sources, timers, endAt, stoppedAt }
     this.onStart = onStart; // (uid): the reply's first audio is audible now
-    this.onIdle = onIdle; // (uid): its scheduled audio has finished or was stopped
+    this.onIdle = onIdle; // (uid, stopped): its scheduled audio has finished, or was stopped
     this.samplesScheduled = 0;
   }
 
@@ -47,7 +47,7 @@ export class Player {
     l.sources.add(src);
     src.onended = () => {
       l.sources.delete(src);
-      if (!l.sources.size && l.stoppedAt === null) this.onIdle(uid);
+      if (!l.sources.size && l.stoppedAt === null) this.onIdle(uid, false);
     };
     if (!l.started) {
       l.started = true;
@@ -81,6 +81,11 @@ export class Player {
     return Math.max(0, Math.round((Math.min(now, l.endAt || now) - l.start) * 1000));
   }
 
+  // Replies with audio still to play.
+  active() {
+    return [...this.lines.keys()].filter((uid) => this.playing(uid));
+  }
+
   playing(uid) {
     const l = this.lines.get(uid);
     return !!l && l.stoppedAt === null && l.sources.size > 0;
@@ -103,7 +108,7 @@ export class Player {
       src.stop();
     }
     l.sources.clear();
-    this.onIdle(uid);
+    this.onIdle(uid, true);
     return this.playedMs(uid);
   }
 }

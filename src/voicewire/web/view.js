@@ -49,6 +49,7 @@ export class TurnView {
     this.reply = addEl(this.body, "div", "assistant");
     this.tools = new Map(); // call id -> card
     this.status = null;
+    this.sentences = []; // [text, shown]: the reply as sent, for showing what was cut
   }
 
   userPending(label) {
@@ -61,8 +62,24 @@ export class TurnView {
     this.user.textContent = text;
   }
 
+  expect(text) {
+    this.sentences.push({ text, shown: false });
+  }
+
   sentence(text) {
+    const entry = this.sentences.find((e) => e.text === text && !e.shown);
+    if (entry) entry.shown = true;
     follow(() => addEl(this.reply, "span", "sentence", text + " "));
+  }
+
+  // The user talked over this reply: what they did not hear is shown struck through.
+  interrupted() {
+    this.body.classList.add("interrupted");
+    for (const entry of this.sentences) {
+      if (!entry.shown) addEl(this.reply, "span", "unheard", entry.text + " ");
+      entry.shown = true;
+    }
+    this.stopped("interrupted");
   }
 
   toolStart(f) {
