@@ -86,6 +86,12 @@ async def test_speech_over_the_reply_interrupts_it_and_becomes_the_next_turn(
     assert not of(after, "tts_chunk", uid) and not of(after, "assistant_text", uid)
     assert of(frames, "utterance_complete", uid)[0].status == "interrupted"
     assert interrupted[0].sent_ms < 7000  # paced: far from the whole reply was sent
+    async with httpx.AsyncClient() as http:  # counted, and priced for what was produced
+        metrics = (await http.get(f"{srv.base}/metrics")).json()
+        prom = (await http.get(f"{srv.base}/metrics/prometheus")).text
+    assert metrics["interruptions"] == {"speech": 1}
+    assert 'voicewire_interruptions_total{reason="speech"} 1.0' in prom
+    assert of(frames, "cost_update", uid) and metrics["turns"]["interrupted"] == 1
     # the speech is the next turn, answered (all of it, even a first word too short to
     # interrupt on its own)
     turn = await read_until(
@@ -321,3 +327,33 @@ async def test_echo_of_the_agent_does_not_interrupt_it_but_the_user_does(
         await client.close()
     finally:
         srv.stop()
+
+
+async def test_interrupt_mid_second_sentence_remembers_exactly_what_was_heard(
+    fake_server: Make, long_reply: Fakes
+) -> None:
+    srv = fake_server()
+    client = await Client.connect(srv.ws_url)
+    await client.send_json({"type": "user_text", "text": "talk to me"})
+    uid = (await client.expect("ack")).utterance_id
+    frames = await read_until(client, lambda r: r.frame.type == "assistant_text")
+    second: Any = await client.expect("assistant_text")  # sentence 2 is on its way
+    words = second.text.split()
+    # the client played sentence 1 and half of sentence 2's audio (15 ms per character)
+    half = second.offset_ms + len(second.text) * 15 / 2
+    await client.send_json({"type": "interrupt"})
+    await client.send_json({"type": "playback", "utterance_id": uid, "played_ms": half})
+    frames += await read_until(client, completes(uid))
+    cut = next(i for i, r in enumerate(frames) if r.frame.type == "utterance_interrupted")
+    assert not of(frames[cut:], "tts_chunk", uid)  # audio frames stop
+    heard = [r for r in frames if r.frame.type == "reply_heard"]
+    first = of(frames, "assistant_text", uid)[0].text
+    expected = first + " " + " ".join(words[: len(words) // 2])
+    if heard[-1].frame.played_ms != round(half, 1):  # the report may come after the unwind
+        heard += await read_until(client, lambda r: r.frame.type == "reply_heard", 10)
+    assert heard[-1].frame.text == expected
+    follow_up = await client.ask("and then?")
+    assert follow_up.status == "completed"
+    history = long_reply.llm.calls[-1][0]
+    assert history[-2] == {"role": "assistant", "content": expected.rstrip(".,") + "…"}
+    await client.close()

@@ -122,6 +122,7 @@ class Harness:
             turn_config=TurnConfig(),
             config=ConversationConfig(**config),
             promote=lambda owner: None,
+            take_discarded=lambda owner: 0.0,
             account=self._account,
             account_later=lambda *a: None,
             record_turn=lambda status, timings: self.turns.append(status),

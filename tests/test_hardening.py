@@ -359,3 +359,30 @@ async def test_long_reply_is_cut_at_the_configured_caps(fake_server, fakes: Fake
     assert any(f.code == "reply_truncated" for f in result.of_type("error"))  # type: ignore[attr-defined]
     assert result.status == "completed"
     await client.close()
+
+
+async def test_a_superseded_speculation_that_ran_is_still_priced() -> None:
+    """Its caller stopped waiting, but the CPU was spent: the runner keeps it for the session
+    (issue 13: usage of superseded speculative work is accounted)."""
+    runner = ModelRunner(1)
+    started, release = threading.Event(), threading.Event()
+
+    def work() -> str:
+        started.set()
+        release.wait(5)
+        sum(range(200_000))  # some CPU
+        return "stale transcript"
+
+    model_owner.set("s1")
+    model_priority.set(Priority.SPECULATIVE)
+    job = asyncio.create_task(runner.run(work))
+    assert await asyncio.to_thread(started.wait, 5)
+    job.cancel()  # superseded while it runs
+    release.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await job
+    model_priority.set(Priority.INTERACTIVE)
+    await runner.run(lambda: None)  # one worker: this settles after the superseded job did
+    spent = runner.take_discarded("s1")
+    assert spent > 0 and runner.take_discarded("s1") == 0.0
+    runner.shutdown()

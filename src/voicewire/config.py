@@ -167,7 +167,7 @@ class Settings(BaseSettings):
     barge_in: bool = True
     interrupt_min_speech_ms: int = Field(default=200, ge=20, le=5000)
     echo_energy_floor: float = Field(default=600.0, ge=0)
-    echo_level_ratio: float = Field(default=0.3, ge=0, le=10)  # or this share of its own level
+    echo_level_ratio: float = Field(default=0.15, ge=0, le=10)  # or this share of its own level
     # Reply audio is sent at most this far ahead of the client's playout (0: as fast as it is
     # made), so an interruption wastes little synthesis and the client has little to flush.
     audio_lead_ms: int = Field(default=1500, ge=0, le=600_000)

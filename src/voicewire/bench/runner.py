@@ -32,7 +32,8 @@ from voicewire import __version__
 from voicewire.bench.loadgen import LevelConfig, idle_sessions, run_level
 from voicewire.bench.stats import LevelStats, compare
 
-console = Console(stderr=True)
+# a report piped to a file gets the width of a wide terminal, not rich's 80 columns
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
 def _asyncio_run(coro: Any) -> Any:

@@ -18,7 +18,6 @@ little synthesis and the client has little to flush.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
 from collections import deque
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from voicewire.conversation.replies import Replies, ReplyLog, truncate_messages
+from voicewire.conversation.speculation import Speculation
 from voicewire.conversation.tasks import TaskSet
 from voicewire.pipeline.audio_input import AudioInput
 from voicewire.pipeline.endpointing import EndpointEvent, EndpointingConfig
@@ -51,8 +51,8 @@ from voicewire.protocol import (
     UtteranceComplete,
     UtteranceInterrupted,
 )
-from voicewire.providers.base import Providers, Transcript
-from voicewire.providers.runner import Priority, model_owner, model_priority
+from voicewire.providers.base import Providers, Usage
+from voicewire.providers.runner import model_owner
 from voicewire.session import Session, UtteranceRecord, new_id
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class ConversationConfig:
     interrupt_min_speech_ms: int = 200
     audio_lead_ms: int = 1500  # 0: send audio as fast as it is made
     echo_energy_floor: float = 600.0  # the VAD's floor while the agent's audio plays
-    echo_level_ratio: float = 0.3  # ... or this share of the agent's own level, if higher
+    echo_level_ratio: float = 0.15  # ... or this share of the agent's own level, if higher
 
 
 @dataclass(slots=True)
@@ -84,6 +84,7 @@ class Deps:
     turn_config: TurnConfig
     config: ConversationConfig
     promote: Callable[[str], None]  # the model runner: this session's speculation is wanted
+    take_discarded: Callable[[str], float]  # CPU s of this session's superseded speculations
     account: Callable[[Session, TurnRequest, Turn], Awaitable[CostUpdate]]
     account_later: Callable[[Session, TurnRequest, Turn], None]
     record_turn: Callable[[str, StageTimings], None]
@@ -106,7 +107,9 @@ class Conversation:
         self._replies = Replies()  # recent replies: for pacing, playback reports, echo
         self._audio: AudioInput | None = None
         self._audio_uid: str | None = None  # utterance the incoming audio belongs to
-        self._speculation: asyncio.Task[Transcript] | None = None
+        self._speculation = Speculation(
+            self.tasks, lambda: deps.providers().stt, lambda: deps.promote(session.id)
+        )
         self._took_floor = False  # the speech being collected interrupted a reply
         self._held_back: tuple[bytes, float] | None = None  # speech too short to interrupt
         self.closed = False
@@ -132,7 +135,8 @@ class Conversation:
             if (wait := due - time.perf_counter()) > 0:
                 await asyncio.sleep(wait)
         duration = header.samples * 1000 / header.sample_rate
-        reply.add_audio(header.offset_ms, duration, _rms(pcm), time.perf_counter())
+        level = _rms(pcm) if self._audio is not None else 0.0  # for the echo floor: mics only
+        reply.add_audio(header.offset_ms, duration, level, time.perf_counter())
         await self.out.send_audio(header, pcm)
 
     async def error(
@@ -168,7 +172,7 @@ class Conversation:
     async def commit(self, ref: str | None) -> None:
         audio = self._audio.take() if self._audio else b""
         uid, self._audio_uid = self._audio_uid, None
-        speculation = self._hand_over_speculation()
+        speculation = self._speculation.hand_over()
         if not audio or uid is None:
             if speculation is not None:
                 speculation.cancel()
@@ -210,7 +214,7 @@ class Conversation:
         if uid == self._audio_uid and self._audio is not None:  # the user is still talking
             self._audio.take()
             self._audio_uid = None
-            self._drop_speculation()
+            self._speculation.drop()
             await self._report(uid, "cancelled", None)
             return
         message = f"no queued or running utterance {uid!r}"
@@ -261,7 +265,7 @@ class Conversation:
         if collecting and not await self._within_duration(audio.turn_bytes, None, self._audio_uid):
             audio.take()
             self._audio_uid = None
-            self._drop_speculation()
+            self._speculation.drop()
 
     async def _on_audio_event(
         self, kind: EndpointEvent, offset_ms: float, turn_audio: bytes | None
@@ -273,12 +277,12 @@ class Conversation:
                 self._audio_uid = new_id("u")
             await self.send(SpeechStarted(utterance_id=self._audio_uid, offset_ms=round(offset_ms)))
         elif kind is EndpointEvent.PAUSE:
-            self._speculate(audio.turn_audio)
+            self._speculation.start(audio.turn_audio)
         elif kind is EndpointEvent.RESUME:
-            self._drop_speculation()  # the user spoke again: that transcript is already stale
+            self._speculation.drop()  # the user spoke again: that transcript is already stale
         elif kind is EndpointEvent.END and turn_audio is not None and self._audio_uid is not None:
             uid, self._audio_uid = self._audio_uid, None
-            speculation = self._hand_over_speculation()
+            speculation = self._speculation.hand_over()
             await self.send(SpeechStopped(utterance_id=uid, offset_ms=round(offset_ms)))
             if self.barge_in and self._reply_active() and not self._took_floor:
                 # too short to take the floor (a cough, "mm-hm") while the agent talks: not a
@@ -356,37 +360,6 @@ class Conversation:
         self.session.replace_turn(uid, truncate_messages(reply.messages, heard))
         await self.send(ReplyHeard(utterance_id=uid, played_ms=round(played_ms, 1), text=heard))
 
-    # ------------------------------------------------------------------ speculative STT
-
-    def _speculate(self, turn_audio: bytes) -> None:
-        """Transcribe the turn so far at a pause, as low-priority model work.
-
-        At most one per session: a newer pause supersedes the older job, which is dropped if it
-        has not started (a running one finishes, its result unused).
-        """
-        self._drop_speculation()
-        ctx = contextvars.copy_context()
-        ctx.run(model_priority.set, Priority.SPECULATIVE)
-        stt = self.deps.providers().stt
-        self._speculation = self.tasks.create(
-            stt.transcribe(turn_audio, INPUT_SAMPLE_RATE),
-            "speculative-stt",
-            context=ctx,
-            expected_failures=True,
-        )
-
-    def _drop_speculation(self) -> None:
-        if self._speculation is not None:
-            self._speculation.cancel()
-            self._speculation = None
-
-    def _hand_over_speculation(self) -> asyncio.Task[Transcript] | None:
-        """The turn ended at the pause: its transcript is wanted now, not speculatively."""
-        speculation, self._speculation = self._speculation, None
-        if speculation is not None:
-            self.deps.promote(self.session.id)
-        return speculation
-
     # ------------------------------------------------------------------ utterance queue
 
     async def _within_duration(
@@ -448,6 +421,8 @@ class Conversation:
             finally:
                 self._running = None
             self.deps.record_turn(status, turn.timings)
+            if wasted := self.deps.take_discarded(self.session.id):  # superseded transcripts
+                turn.usage.add("stt", self.deps.providers().stt.name, Usage(cpu_seconds=wasted))
             cost = await self.deps.account(self.session, request, turn)
             await self._report(uid, status, turn, cost)
 
@@ -502,7 +477,6 @@ class Conversation:
         for request in self._queue:
             _discard(request)
         self._queue.clear()
-        self._speculation = None
         await self.tasks.aclose()
 
 

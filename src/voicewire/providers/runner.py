@@ -81,6 +81,7 @@ class ModelRunner:
         self._free = workers
         self._shares: dict[str, _Share] = {}
         self._speculating: set[str] = set()  # owners with speculative work on a worker
+        self._discarded: dict[str, float] = {}  # owner -> CPU s of speculations nobody took
         self._order = itertools.count()
         self._closed = False
 
@@ -194,7 +195,27 @@ class ModelRunner:
             if not self._closed:
                 self._dispatch()
         with contextlib.suppress(RuntimeError):  # the caller's loop is gone
-            job.loop.call_soon_threadsafe(_settle, job.future, outcome, failed)
+            job.loop.call_soon_threadsafe(self._settle, job, outcome, failed)
+
+    def _settle(self, job: _Job, outcome: Any, failed: bool) -> None:
+        """On the caller's loop: deliver the outcome, or, if the caller stopped waiting (a
+        superseded speculation), keep the CPU it used for its owner to pay."""
+        if not job.future.done():
+            if failed:
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)
+        elif not failed and job.speculating and isinstance(outcome, tuple):
+            with self._lock:
+                if len(self._discarded) > 4096:  # owners that never came back for it
+                    self._discarded.clear()
+                self._discarded[job.owner] = self._discarded.get(job.owner, 0.0) + outcome[1]
+
+    def take_discarded(self, owner: str) -> float:
+        """CPU seconds of ``owner``'s speculative work that ran but whose result nobody took
+        (superseded), since the last call: spent all the same, so it is priced."""
+        with self._lock:
+            return self._discarded.pop(owner, 0.0)
 
     def shutdown(self) -> None:
         with self._lock:
@@ -204,12 +225,3 @@ class ModelRunner:
             with contextlib.suppress(RuntimeError):
                 job.loop.call_soon_threadsafe(job.future.cancel)
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _settle(future: asyncio.Future[Any], outcome: Any, failed: bool) -> None:
-    if future.done():  # the caller stopped waiting: the result is discarded
-        return
-    if failed:
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)

@@ -159,6 +159,7 @@ def conversation_deps(runtime: Runtime) -> Deps:
             echo_level_ratio=s.echo_level_ratio,
         ),
         promote=runtime.runner.promote,
+        take_discarded=runtime.runner.take_discarded,
         account=runtime.account,
         account_later=runtime.account_later,
         record_turn=runtime.metrics.record_turn,

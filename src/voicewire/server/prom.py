@@ -42,6 +42,14 @@ class RuntimeCollector(Collector):
         for (stage, provider), n in rt.metrics.fallbacks.items():
             fallbacks.add_metric([stage, provider], n)
         yield fallbacks
+        interruptions = CounterMetricFamily(
+            "voicewire_interruptions",
+            "Replies the user talked over (barge-in), by what interrupted",
+            labels=["reason"],
+        )
+        for reason, n in rt.metrics.interruptions.items():
+            interruptions.add_metric([reason], n)
+        yield interruptions
         cost = CounterMetricFamily(
             "voicewire_cost_usd", "Accumulated cost in USD", labels=["component"]
         )

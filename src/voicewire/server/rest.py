@@ -89,6 +89,7 @@ async def metrics(request: Request) -> dict[str, Any]:
         "active_utterances": sum(1 for c in rt.connections.values() if c.busy()),
         "model_queue": rt.runner.pending,
         "turns": snap["turns"],
+        "interruptions": snap["interruptions"],
         "errors": snap["errors"],
         "fallbacks": snap["fallbacks"],
         "connections_total": snap["connections_total"],

@@ -1,0 +1,51 @@
+"""Speculative transcription: start transcribing at a pause, before the turn is known to end.
+
+If the user does not speak again before the end-of-turn silence has passed, the transcript is
+ready when the turn ends. At most one per session, as low-priority model work: a newer pause
+supersedes the older job, which is dropped if it has not started (a running one finishes; the
+runner keeps its CPU so the session still pays for it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Callable
+
+from voicewire.conversation.tasks import TaskSet
+from voicewire.protocol import INPUT_SAMPLE_RATE
+from voicewire.providers.base import STT, Transcript
+from voicewire.providers.runner import Priority, model_priority
+
+
+class Speculation:
+    def __init__(self, tasks: TaskSet, stt: Callable[[], STT], promote: Callable[[], None]) -> None:
+        self._tasks = tasks
+        self._stt = stt
+        self._promote = promote  # tell the model runner the result is now wanted
+        self._task: asyncio.Task[Transcript] | None = None
+
+    def start(self, turn_audio: bytes) -> None:
+        """Transcribe the turn so far, superseding any earlier speculation."""
+        self.drop()
+        ctx = contextvars.copy_context()
+        ctx.run(model_priority.set, Priority.SPECULATIVE)
+        self._task = self._tasks.create(
+            self._stt().transcribe(turn_audio, INPUT_SAMPLE_RATE),
+            "speculative-stt",
+            context=ctx,
+            expected_failures=True,
+        )
+
+    def drop(self) -> None:
+        """The user spoke again, or the turn went away: that transcript is stale."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def hand_over(self) -> asyncio.Task[Transcript] | None:
+        """The turn ended at the pause: its transcript is wanted now, not speculatively."""
+        task, self._task = self._task, None
+        if task is not None:
+            self._promote()
+        return task
