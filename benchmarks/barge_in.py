@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import sys
 import time
@@ -33,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.latency_embedded import start_server
+from benchmarks.latency_embedded import save_report, start_server
 from voicewire.audio import resample_pcm16
 from voicewire.client import Client
 from voicewire.metrics import percentile
@@ -221,17 +220,7 @@ def main() -> None:
             proc.terminate()
             proc.wait(10)
     summary = summarize(rows)
-    report = {
-        "benchmark": "barge_in",
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "server_env": env,
-        "summary": summary,
-        "rows": rows,
-    }
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2))
+    save_report("barge_in", env, summary, rows, args.out)
     print(json.dumps(summary, indent=2))
 
 

@@ -207,6 +207,24 @@ async def run(url: str, modes: list[str], clips: list[bytes]) -> list[dict[str, 
     return rows
 
 
+def save_report(
+    name: str, env: dict[str, str], summary: Any, rows: list[dict[str, Any]], out: Path | None
+) -> None:
+    """A benchmark's results as JSON: what, when, on what machine, the summary and every row."""
+    if out is None:
+        return
+    report = {
+        "benchmark": name,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "server_env": env,
+        "summary": summary,
+        "rows": rows,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -233,17 +251,7 @@ def main() -> None:
     summary = {
         mode: summarize([r for r in rows if r["mode"] == mode]) for mode in args.modes.split(",")
     }
-    report = {
-        "benchmark": "latency_embedded",
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "server_env": env,
-        "summary": summary,
-        "rows": rows,
-    }
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2))
+    save_report("latency_embedded", env, summary, rows, args.out)
     print(json.dumps({"server_env": env, "summary": summary}, indent=2))
 
 
