@@ -10,6 +10,7 @@ a microphone. Measured at the client: end of user speech -> first reply audio by
 
     python benchmarks/latency_embedded.py                 # default settings
     python benchmarks/latency_embedded.py --env VOICEWIRE_STT_WINDOW_S=10
+    python benchmarks/latency_embedded.py --burst         # each clip sent as fast as possible
 """
 
 from __future__ import annotations
@@ -80,9 +81,9 @@ async def synthesize_questions() -> list[bytes]:
     return clips
 
 
-async def one_turn(client: Client, pcm: bytes, mode: str) -> dict[str, Any]:
+async def one_turn(client: Client, pcm: bytes, mode: str, burst: bool = False) -> dict[str, Any]:
     step = INPUT_SAMPLE_RATE * CHUNK_MS // 1000 * 2
-    end_of_speech = await client.stream_audio(pcm, chunk_ms=CHUNK_MS, realtime=True)
+    end_of_speech = await client.stream_audio(pcm, chunk_ms=CHUNK_MS, realtime=not burst)
     if mode == "commit":
         end_of_speech = time.perf_counter()
         await client.send_json({"type": "audio_commit"})
@@ -188,15 +189,19 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-async def run(url: str, modes: list[str], clips: list[bytes]) -> list[dict[str, Any]]:
+async def run(
+    url: str, modes: list[str], clips: list[bytes], burst: bool = False
+) -> list[dict[str, Any]]:
     rows = []
     for mode in modes:
         client = await Client.connect(url)
         turn_detection = "manual" if mode == "commit" else "server_vad"
-        await client.send_json({"type": "session_update", "turn_detection": turn_detection})
+        # this client measures first audio and plays nothing: it never talks over a reply
+        update = {"type": "session_update", "turn_detection": turn_detection, "barge_in": False}
+        await client.send_json(update)
         await client.expect("ack")
         for i, pcm in enumerate(clips):
-            row = await one_turn(client, pcm, mode)
+            row = await one_turn(client, pcm, mode, burst)
             row["question"] = QUESTIONS[i]
             rows.append(row)
             ttfa = row["ttfa_client_ms"]
@@ -232,6 +237,9 @@ def main() -> None:
     parser.add_argument("--url", help="use a running server instead of starting one")
     parser.add_argument("--env", action="append", default=[], help="VAR=VALUE for the server")
     parser.add_argument("--modes", default="commit,vad")
+    parser.add_argument(
+        "--burst", action="store_true", help="send each clip as fast as the socket takes it"
+    )
     parser.add_argument("--server-cpus", help="taskset CPU list for the server, e.g. 0-1")
     parser.add_argument("--out", type=Path, help="write the raw results as JSON")
     args = parser.parse_args()
@@ -243,7 +251,7 @@ def main() -> None:
         proc, base = start_server(env, args.server_cpus)
         url = base.replace("http", "ws", 1) + "/ws/multimodal"
     try:
-        rows = asyncio.run(run(url, args.modes.split(","), clips))
+        rows = asyncio.run(run(url, args.modes.split(","), clips, args.burst))
     finally:
         if proc is not None:
             proc.terminate()

@@ -357,3 +357,29 @@ async def test_interrupt_mid_second_sentence_remembers_exactly_what_was_heard(
     history = long_reply.llm.calls[-1][0]
     assert history[-2] == {"role": "assistant", "content": expected.rstrip(".,") + "…"}
     await client.close()
+
+
+async def test_only_clients_that_report_playback_can_interrupt_a_finished_reply(
+    fake_server: Make, fakes: Fakes, speaker: Speaker
+) -> None:
+    """A 1.0 client (no playback reports): utterance_complete stays the last frame of an
+    utterance. A client that reports playback can still talk over a reply it is playing."""
+    fakes.llm.steps = [FakeLLMStep("A reply of a second or so.")]
+    fakes.tts.ms_per_char = 60  # about 1.6 s of audio: all sent at once, inside the lead
+    srv = fake_server()
+    speech = speaker.say("Hello, can you hear me?") + silence(600)
+    for reports in (False, True):
+        client = await Client.connect(srv.ws_url)
+        if reports:
+            await client.send_json({"type": "session_update", "reports_playback": True})
+            await client.expect("ack")
+        first = await client.ask("hi")  # complete: sent in full, still "playing"
+        await client.stream_audio(speech, realtime=False)
+        uid = first.utterance_id
+        next_turn_done = lambda r, uid=uid: (  # noqa: E731
+            r.frame.type == "utterance_complete" and r.frame.utterance_id != uid
+        )
+        frames = await read_until(client, next_turn_done)
+        late = of(frames, "utterance_interrupted", uid)
+        assert len(late) == (1 if reports else 0), reports
+        await client.close()

@@ -95,6 +95,7 @@ class SessionUpdate(_ClientFrame):
     turn_detection: Literal["server_vad", "manual"] | None = None
     silence_ms: int | None = Field(default=None, ge=100, le=5000)
     barge_in: bool | None = None  # false: speech during a reply waits its turn instead
+    reports_playback: bool | None = None  # true: this client plays audio and sends `playback`
 
 
 class Cancel(_ClientFrame):

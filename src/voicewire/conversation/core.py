@@ -99,6 +99,7 @@ class Conversation:
         self.cfg = deps.config
         self.out = out
         self.barge_in = self.cfg.barge_in
+        self.reports_playback = False  # the client plays replies and says how far it got
         self.tasks = TaskSet(session.id)
         self._queue: deque[TurnRequest] = deque()
         self._worker: asyncio.Task[None] | None = None
@@ -188,6 +189,7 @@ class Conversation:
         silence_ms: int | None,
         barge_in: bool | None,
         ref: str | None,
+        reports_playback: bool | None = None,
     ) -> None:
         if turn_detection is not None:
             self.session.turn_detection = turn_detection
@@ -195,6 +197,8 @@ class Conversation:
             self.session.silence_ms = silence_ms
         if barge_in is not None:
             self.barge_in = barge_in
+        if reports_playback is not None:
+            self.reports_playback = reports_playback
         if self._audio is not None:
             vad_ends = self.session.turn_detection == "server_vad"
             self._audio.set_mode(vad_ends, self.session.silence_ms)
@@ -227,6 +231,7 @@ class Conversation:
 
     async def playback(self, uid: str, played_ms: float, done: bool) -> None:
         """The client's playout of a reply: the history keeps only what was heard."""
+        self.reports_playback = True
         reply = self._replies.get(uid)
         if reply is None:
             return  # too old, or never a reply of ours: nothing to correct
@@ -315,7 +320,12 @@ class Conversation:
         )
 
     def _reply_active(self) -> bool:
-        return self._running is not None or bool(self._replies.playing(time.perf_counter()))
+        return self._running is not None or bool(self._still_playing())
+
+    def _still_playing(self) -> list[tuple[str, ReplyLog]]:
+        """Finished replies the client is still playing. Only for a client that reports its
+        playout: for others, an utterance ends at ``utterance_complete`` (protocol 1.0)."""
+        return self._replies.playing(time.perf_counter()) if self.reports_playback else []
 
     async def _interrupt(self, why: str) -> None:
         self._took_floor = True  # this speech took the floor: it will be a turn
@@ -331,7 +341,7 @@ class Conversation:
                     self._held_back = (request.audio, time.perf_counter())
         # a reply that was sent in full but still plays: stop the client, trim the history
         now = time.perf_counter()
-        for uid, reply in self._replies.playing(now):
+        for uid, reply in self._still_playing():
             if uid in self._interrupted:
                 continue
             played = max(0.0, (now - (reply.started_at or now)) * 1000)

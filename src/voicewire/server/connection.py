@@ -168,7 +168,13 @@ class Connection:
             case AudioCommit():
                 await c.commit(frame.ref)
             case SessionUpdate():
-                await c.update(frame.turn_detection, frame.silence_ms, frame.barge_in, frame.ref)
+                await c.update(
+                    frame.turn_detection,
+                    frame.silence_ms,
+                    frame.barge_in,
+                    frame.ref,
+                    frame.reports_playback,
+                )
             case Cancel():
                 await c.cancel(frame.utterance_id, frame.ref)
             case Interrupt():

@@ -82,7 +82,9 @@ function onFrame(f) {
       setConnection("open", "connected", f.providers.llm);
       $("session").textContent = f.session_id;
       $("connect").textContent = "Disconnect";
-      conn.send({ type: "session_update", turn_detection: mode });
+      // this page plays replies and reports how far it got: replies it is still playing can be
+      // talked over, and the agent remembers what was heard
+      conn.send({ type: "session_update", turn_detection: mode, reports_playback: true });
       updateComposer();
       setActivity("idle");
       break;
