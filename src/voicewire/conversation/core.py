@@ -103,7 +103,7 @@ class Conversation:
         self.tasks = TaskSet(session.id)
         self._queue: deque[TurnRequest] = deque()
         self._worker: asyncio.Task[None] | None = None
-        self._running: tuple[TurnRequest, asyncio.Task[str], Turn] | None = None
+        self._running: tuple[TurnRequest, asyncio.Task[str]] | None = None
         self._interrupted: dict[str, str] = {}  # utterance id -> why, for the running turn
         self._replies = Replies()  # recent replies: for pacing, playback reports, echo
         self._audio: AudioInput | None = None
@@ -113,7 +113,6 @@ class Conversation:
         )
         self._took_floor = False  # the speech being collected interrupted a reply
         self._held_back: tuple[bytes, float] | None = None  # speech too short to interrupt
-        self.closed = False
 
     # ------------------------------------------------------------------ events out
 
@@ -123,13 +122,13 @@ class Conversation:
         elif isinstance(frame, ProviderFallback):
             self.deps.count("fallbacks", frame.stage, frame.failed)
         elif isinstance(frame, AssistantText) and frame.utterance_id:
-            self._reply(frame.utterance_id).add_sentence(frame.text, frame.offset_ms)
+            self._replies.of(frame.utterance_id).add_sentence(frame.text, frame.offset_ms)
         await self.out.send(frame)
 
     async def send_audio(self, header: TtsChunk, pcm: bytes) -> None:
         """Send a reply's audio, paced: never more than ``audio_lead_ms`` ahead of playout."""
         uid = header.utterance_id or ""
-        reply = self._reply(uid)
+        reply = self._replies.of(uid)
         lead = self.cfg.audio_lead_ms
         if lead and reply.started_at is not None:
             due = reply.started_at + (header.offset_ms - lead) / 1000
@@ -144,9 +143,6 @@ class Conversation:
         self, code: ErrorCode, message: str, ref: str | None = None, uid: str | None = None
     ) -> None:
         await self.send(Error(code=code, message=message, ref=ref, utterance_id=uid))
-
-    def _reply(self, uid: str) -> ReplyLog:
-        return self._replies.of(uid)
 
     # ------------------------------------------------------------------ requests
 
@@ -330,7 +326,7 @@ class Conversation:
     async def _interrupt(self, why: str) -> None:
         self._took_floor = True  # this speech took the floor: it will be a turn
         if self._running is not None:
-            request, task, _ = self._running
+            request, task = self._running
             uid = request.record.id
             if uid not in self._interrupted and not task.done():
                 self._interrupted[uid] = why
@@ -412,7 +408,7 @@ class Conversation:
                 self.deps.tools,
             )
             task = self.tasks.create(turn.run(), f"turn-{uid}", expected_failures=True)
-            self._running = (request, task, turn)
+            self._running = (request, task)
             try:
                 status = await task
             except asyncio.CancelledError:
@@ -457,7 +453,7 @@ class Conversation:
             await self.send(UtteranceCancelled(utterance_id=uid))
         elif status == "interrupted":
             why = self._interrupted.pop(uid, "client")
-            reply = self._reply(uid)
+            reply = self._replies.of(uid)
             # until the client reports its playout, everything sent counts as heard
             await self._stopped(uid, why, reply, reply.sent_ms)
         if timings is not None:
@@ -483,7 +479,6 @@ class Conversation:
 
     async def aclose(self) -> None:
         """The transport is gone: drop what waits, stop what runs, account for what was used."""
-        self.closed = True
         for request in self._queue:
             _discard(request)
         self._queue.clear()

@@ -128,15 +128,11 @@ class Replies:
         return floor
 
 
-def _words(text: str) -> list[str]:
-    return text.split()
-
-
 def truncate_messages(messages: list[Message], heard: str) -> list[Message]:
     """A turn's messages with the assistant's words cut to those heard (``heard`` is a prefix
     of the reply, word for word). Tool calls and their results stay: the tools did run. The
     cut message ends with an ellipsis, so the next LLM step knows it was interrupted."""
-    budget = len(_words(heard))
+    budget = len(heard.split())
     out: list[Message] = []
     cut = False
     for message in messages:
@@ -150,7 +146,7 @@ def truncate_messages(messages: list[Message], heard: str) -> list[Message]:
             if message.get("tool_calls"):
                 out.append({**message, "content": None})
             continue
-        words = _words(content)
+        words = content.split()
         if len(words) <= budget:
             out.append(message)
             budget -= len(words)

@@ -48,7 +48,6 @@ export class TurnView {
     this.user = addEl(this.body, "div", "user pending");
     this.reply = addEl(this.body, "div", "assistant");
     this.tools = new Map(); // call id -> card
-    this.status = null;
     this.sentences = []; // [text, shown]: the reply as sent, for showing what was cut
   }
 
@@ -150,7 +149,6 @@ export class TurnView {
   }
 
   done(status) {
-    this.status = status;
     this.body.dataset.status = status;
     if (this.user.classList.contains("pending")) this.userWords(status === "empty" ? "(nothing heard)" : "");
   }
