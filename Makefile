@@ -30,11 +30,12 @@ $(STAMP): $(RUN_STAMP)
 run: $(RUN_STAMP)
 	$(BIN)/voicewire serve
 
-# The browser tests drive Debian's chromium (Playwright cannot download its own browser here).
+# The browser tests drive Debian's chromium (Playwright cannot download its own browser here);
+# the hearing tests speak with espeak-ng's voices (other voices than the Piper one we reply with).
 browser:
-	@command -v chromium >/dev/null || { \
+	@{ command -v chromium && command -v espeak-ng; } >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium espeak-ng; }
 
 test: $(STAMP) browser
 	$(BIN)/ruff check src tests benchmarks

@@ -191,6 +191,7 @@ def main() -> None:
     wanted = args.noise.split(",")
     noises = [n for n in NOISES if (n[0] if n else "clean") in wanted]
     env = dict(item.split("=", 1) for item in args.env)
+    env.setdefault("VOICEWIRE_AUDIO_LEAD_MS", "0")  # replies unpaced: the benchmark plays none
     proc = None
     url = args.url
     if url is None:

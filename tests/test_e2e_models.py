@@ -48,7 +48,7 @@ async def test_health_names_the_embedded_models(model_server: RunningServer) -> 
         body = (await http.get("/health")).json()
     assert body["status"] == "ready"
     assert body["models"] == {
-        "stt": "local:faster-whisper/tiny.en",
+        "stt": "local:faster-whisper/base",
         "llm": "local:rules-agent",
         "tts": "local:piper/en_US-joe-medium",
     }
@@ -102,7 +102,7 @@ async def test_stt_test_endpoint_transcribes_a_wav(
     body = response.json()
     assert response.status_code == 200, body
     assert "weather" in body["text"].lower() and "paris" in body["text"].lower()
-    assert body["model"] == "local:faster-whisper/tiny.en" and body["duration_ms"] > 0
+    assert body["model"] == "local:faster-whisper/base" and body["duration_ms"] > 0
 
 
 async def test_fast_whisper_window_still_transcribes(speaker: Speaker) -> None:

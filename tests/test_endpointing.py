@@ -57,3 +57,43 @@ def test_pause_events_can_be_disabled() -> None:
 def test_the_endpointer_is_ready_for_the_next_turn() -> None:
     events = [e for _, e in run("SSSS" + "." * 16 + "SSSS" + "." * 16)]
     assert events.count(EndpointEvent.SPEECH_START) == 2 and events.count(EndpointEvent.END) == 2
+
+
+def judged(pattern: str, finished: bool) -> list[tuple[float, EndpointEvent]]:
+    """As ``run``, with the semantic check on: CHECK answered ``finished`` at once."""
+    config = EndpointingConfig(silence_ms=300, min_speech_ms=60, pause_ms=120, max_silence_ms=900)
+    ep = Endpointer(config)
+    events = []
+    for i, ch in enumerate(pattern):
+        event = ep.update(ch == "S", i * FRAME, FRAME)
+        if event is EndpointEvent.CHECK and ep.decide(finished):
+            event = EndpointEvent.END
+        if event is not None:
+            events.append((i * FRAME, event))
+    return events
+
+
+def test_a_finished_turn_ends_at_the_short_silence() -> None:
+    events = judged("SSSSSSSS" + "." * 60, finished=True)
+    assert [e for _, e in events][-1] is EndpointEvent.END
+    assert events[-1][0] == 22 * FRAME  # 160 + 300 ms, as without the check
+
+
+def test_an_unfinished_turn_waits_for_the_long_silence() -> None:
+    events = judged("SSSSSSSS" + "." * 60, finished=False)
+    kinds = [e for _, e in events]
+    assert kinds == [
+        EndpointEvent.SPEECH_START,
+        EndpointEvent.PAUSE,
+        EndpointEvent.CHECK,
+        EndpointEvent.END,
+    ]
+    assert events[-1][0] == 52 * FRAME  # 160 + 900 ms
+
+
+def test_speech_after_an_unfinished_verdict_is_the_same_turn_and_is_judged_anew() -> None:
+    # a 600 ms pause (longer than 300, shorter than 900), then more words
+    events = judged("SSSSSSSS" + "." * 30 + "SSSSSS" + "." * 60, finished=False)
+    kinds = [e for _, e in events]
+    assert kinds.count(EndpointEvent.CHECK) == 2  # asked again after the second part
+    assert kinds.count(EndpointEvent.END) == 1

@@ -70,7 +70,9 @@ async def test_without_speculation_the_whole_turn_is_transcribed_once(
 
 async def test_two_turns_in_one_stream(fake_server: Make, fakes: Fakes, speaker: Speaker) -> None:
     fakes.stt.transcripts = ["one", "two"]
-    srv = fake_server(turn_detection="server_vad")
+    # sent at once, the second question arrives while the first is answered: without
+    # barge-in off it would (rightly) interrupt that answer
+    srv = fake_server(turn_detection="server_vad", barge_in=False)
     client = await Client.connect(srv.ws_url)
     audio = (
         speaker.say("First question.") + silence(800) + speaker.say("Second one.") + silence(800)
@@ -115,4 +117,38 @@ async def test_switching_to_manual_waits_for_commit(
     ack = await client.expect("ack")
     assert (await client.collect(ack.utterance_id, timeout=20)).status == "completed"
     assert len(fakes.stt.calls) == 1  # the transcript made during the pause was reused
+    await client.close()
+
+
+async def test_a_pause_after_unfinished_words_does_not_end_the_turn(
+    fake_server: Make, fakes: Fakes, speaker: Speaker
+) -> None:
+    """Semantic end of turn (issue 14): "Show me a bar chart of sales:" + 600 ms + the figures
+    is one turn, sent faster than real time; a fixed 300 ms silence made it two."""
+    first, second = speaker.say("Show me a bar chart of sales."), speaker.say("January 120.")
+    whole = "Show me a bar chart of sales: January 120, and March 90."
+    fakes.stt.respond = lambda pcm: whole if len(pcm) > len(first) + 16_000 else "A bar chart of:"
+    srv = fake_server(turn_detection="server_vad", silence_ms=300, max_silence_ms=1200)
+    client = await Client.connect(srv.ws_url)
+    await client.stream_audio(first + silence(600) + second + silence(1500), realtime=False)
+    result = await client.collect(timeout=20)
+    types = [r.frame.type for r in result.frames]
+    assert types.count("speech_started") == 1 and types.count("speech_stopped") == 1
+    stt = result.first("stt_complete")
+    assert stt is not None and stt.text == whole  # type: ignore[attr-defined]
+    await client.close()
+
+
+async def test_with_a_fixed_silence_the_same_pause_ends_the_turn(
+    fake_server: Make, fakes: Fakes, speaker: Speaker
+) -> None:
+    """The control for the test above: max_silence_ms at or below silence_ms is a fixed
+    silence, and the same audio is two turns."""
+    first, second = speaker.say("Show me a bar chart of sales."), speaker.say("January 120.")
+    fakes.stt.respond = lambda pcm: "A bar chart of:"
+    srv = fake_server(turn_detection="server_vad", silence_ms=300, max_silence_ms=0)
+    client = await Client.connect(srv.ws_url)
+    await client.stream_audio(first + silence(600) + second + silence(1500), realtime=False)
+    await client.collect(timeout=20)
+    await client.collect(timeout=20)  # the second half, a turn of its own
     await client.close()

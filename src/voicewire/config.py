@@ -135,12 +135,20 @@ class Settings(BaseSettings):
     # Threads each embedded model may use inside one call (CTranslate2 / onnxruntime).
     model_threads: int = Field(default=2, ge=1, le=64)
     warmup: bool = True
-    # Whisper's encoder window: 30 s is most accurate; 10 s is ~3x faster (docs/performance.md).
-    stt_window_s: float = Field(default=30.0, ge=10.0, le=30.0)
+    # Whisper's encoder window: 10 s is ~3x faster than 30 s and, with the vocabulary below,
+    # as accurate on our spoken set (docs/performance.md, "Hearing").
+    stt_window_s: float = Field(default=10.0, ge=10.0, le=30.0)
+    # Words speech-to-text should expect (Whisper's prompt, OpenAI's `prompt`). Unset: the
+    # tools' vocabulary ("bar chart", "CPU usage", ...); empty: none.
+    stt_vocabulary: str | None = Field(default=None, max_length=800)
 
     # Turn taking.
     turn_detection: TurnDetection = "server_vad"
     silence_ms: int = Field(default=300, ge=100, le=5000)
+    # ... unless what was said sounds unfinished ("a bar chart of sales:", "... and"): then up
+    # to this much silence (pipeline/turn_end.py). At or below silence_ms: a fixed silence.
+    # Needs speculative STT (on by default for embedded STT).
+    max_silence_ms: int = Field(default=1200, ge=0, le=10000)
     vad_aggressiveness: int = Field(default=2, ge=0, le=3)
     # Consecutive speech that starts a turn; the pre-roll keeps the onset, so this adds no
     # latency, and it ignores the few frames webrtcvad flags whenever the noise floor changes.

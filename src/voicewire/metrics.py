@@ -74,6 +74,7 @@ class TurnMetrics:
         self.errors: Counter[str] = Counter()  # by error code
         self.fallbacks: Counter[tuple[str, str]] = Counter()  # by (stage, provider that failed)
         self.interruptions: Counter[str] = Counter()  # barge-ins, by what interrupted
+        self.turn_waits: Counter[str] = Counter()  # turns given more silence, by why
         self.connections_total = 0
         self.registry = CollectorRegistry()
         self.latency = Histogram(
@@ -86,7 +87,8 @@ class TurnMetrics:
 
     def count(self, kind: str, *key: str) -> None:
         """Count an event of a conversation: ``errors`` by code, ``fallbacks`` by (stage,
-        failed provider), ``interruptions`` by reason."""
+        failed provider), ``interruptions`` by reason, ``turn_waits`` by why the words
+        sounded unfinished."""
         counter: Counter[Any] = getattr(self, kind)
         counter[key if len(key) > 1 else key[0]] += 1
 
@@ -103,6 +105,7 @@ class TurnMetrics:
             "turns": dict(self.turns),
             "errors": dict(self.errors),
             "interruptions": dict(self.interruptions),
+            "turn_waits": dict(self.turn_waits),
             "fallbacks": [
                 {"stage": stage, "failed": provider, "count": n}
                 for (stage, provider), n in sorted(self.fallbacks.items())

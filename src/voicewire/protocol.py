@@ -19,7 +19,9 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
-PROTOCOL_VERSION = "1.1"  # 1.1: barge-in (interrupt, playback, utterance_interrupted, reply_heard)
+# 1.1: barge-in (interrupt, playback, utterance_interrupted, reply_heard);
+# 1.2: session_update.max_silence_ms (semantic end of turn)
+PROTOCOL_VERSION = "1.2"
 INPUT_SAMPLE_RATE = 16_000
 
 
@@ -94,6 +96,8 @@ class SessionUpdate(_ClientFrame):
     type: Literal["session_update"]
     turn_detection: Literal["server_vad", "manual"] | None = None
     silence_ms: int | None = Field(default=None, ge=100, le=5000)
+    # silence that ends a turn whose words sound unfinished; <= silence_ms: fixed silence
+    max_silence_ms: int | None = Field(default=None, ge=0, le=10000)
     barge_in: bool | None = None  # false: speech during a reply waits its turn instead
     reports_playback: bool | None = None  # true: this client plays audio and sends `playback`
 

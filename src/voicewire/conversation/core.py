@@ -32,6 +32,7 @@ from voicewire.conversation.tasks import TaskSet
 from voicewire.pipeline.audio_input import AudioInput
 from voicewire.pipeline.endpointing import EndpointEvent, EndpointingConfig
 from voicewire.pipeline.turn import Emitter, Tools, Turn, TurnConfig, TurnRequest
+from voicewire.pipeline.turn_end import unfinished_reason
 from voicewire.protocol import (
     INPUT_SAMPLE_RATE,
     Ack,
@@ -57,6 +58,7 @@ from voicewire.session import Session, UtteranceRecord, new_id
 
 log = logging.getLogger(__name__)
 HELD_BACK_S = 2.0  # speech ignored this recently starts the turn that interrupts
+JUDGE_TIMEOUT_S = 3.0  # the longest the end of a turn waits for its words to be judged
 
 
 @dataclass(slots=True)
@@ -68,6 +70,7 @@ class ConversationConfig:
     vad_min_speech_ms: int = 120
     vad_energy_floor: float = 150.0
     speculative_stt_ms: int = 120
+    max_silence_ms: int = 1200  # for a turn whose words sound unfinished (turn_end.py)
     barge_in: bool = True
     interrupt_min_speech_ms: int = 200
     audio_lead_ms: int = 1500  # 0: send audio as fast as it is made
@@ -100,6 +103,7 @@ class Conversation:
         self.out = out
         self.barge_in = self.cfg.barge_in
         self.reports_playback = False  # the client plays replies and says how far it got
+        self.max_silence_ms = self.cfg.max_silence_ms
         self.tasks = TaskSet(session.id)
         self._queue: deque[TurnRequest] = deque()
         self._worker: asyncio.Task[None] | None = None
@@ -186,6 +190,7 @@ class Conversation:
         barge_in: bool | None,
         ref: str | None,
         reports_playback: bool | None = None,
+        max_silence_ms: int | None = None,
     ) -> None:
         if turn_detection is not None:
             self.session.turn_detection = turn_detection
@@ -195,9 +200,11 @@ class Conversation:
             self.barge_in = barge_in
         if reports_playback is not None:
             self.reports_playback = reports_playback
+        if max_silence_ms is not None:
+            self.max_silence_ms = max_silence_ms
         if self._audio is not None:
             vad_ends = self.session.turn_detection == "server_vad"
-            self._audio.set_mode(vad_ends, self.session.silence_ms)
+            self._audio.set_mode(vad_ends, self.session.silence_ms, self._semantic_ms())
         await self.send(Ack(request="session_update", ref=ref))
 
     async def cancel(self, uid: str, ref: str | None) -> None:
@@ -247,6 +254,7 @@ class Conversation:
                 silence_ms=self.session.silence_ms,
                 min_speech_ms=cfg.vad_min_speech_ms,
                 pause_ms=cfg.speculative_stt_ms,
+                max_silence_ms=self._semantic_ms(),
             )
             vad_ends = self.session.turn_detection == "server_vad"
             self._audio = AudioInput(
@@ -257,8 +265,14 @@ class Conversation:
             self._audio_uid = new_id("u")
         audio.set_floor(self._speech_floor())
         now = time.perf_counter()
-        for event in audio.feed(pcm, now):
-            await self._on_audio_event(event.kind, event.offset_ms, event.audio)
+        events = audio.feed(pcm, now)
+        while events:
+            for event in events:
+                await self._on_audio_event(event.kind, event.offset_ms, event.audio)
+            if events[-1].kind is not EndpointEvent.CHECK:
+                break
+            end = audio.decide(await self._sounds_finished())
+            events = ([end] if end else []) + audio.feed(b"", now)
         held = audio.speech_run_ms >= cfg.interrupt_min_speech_ms
         if self.barge_in and held and not self._took_floor and self._reply_active():
             await self._interrupt("speech")
@@ -306,6 +320,28 @@ class Conversation:
                 record, audio.last_speech_at, audio=turn_audio, speculative=speculation
             )
             await self._submit(request, None, None)
+
+    def _semantic_ms(self) -> float:
+        """The endpointer's ``max_silence_ms``: 0 (a fixed silence) without speculative STT,
+        which is what the words are judged from."""
+        return float(self.max_silence_ms) if self.cfg.speculative_stt_ms else 0.0
+
+    async def _sounds_finished(self) -> bool:
+        """The user has been silent ``silence_ms``: do their words sound finished? Judged on
+        the speculative transcript started at the pause, which this waits for; the audio that
+        arrives meanwhile waits too, so the verdict is the same whether audio comes in real
+        time or in a burst (where each such pause costs a transcription's time)."""
+        speculation = self._speculation.current
+        if speculation is None:
+            return True  # nothing to judge the words by: silence alone decides
+        self.deps.promote(self.session.id)  # someone waits for it now
+        await asyncio.wait([speculation], timeout=JUDGE_TIMEOUT_S)
+        if not speculation.done() or speculation.cancelled() or speculation.exception():
+            return True
+        reason = unfinished_reason(speculation.result().text)
+        if reason is not None:
+            self.deps.count("turn_waits", reason)
+        return reason is None
 
     # ------------------------------------------------------------------ barge-in
 

@@ -37,6 +37,11 @@ class Speculation:
             expected_failures=True,
         )
 
+    @property
+    def current(self) -> asyncio.Task[Transcript] | None:
+        """The speculation in flight or done, for the turn so far (None after a resume)."""
+        return self._task
+
     def drop(self) -> None:
         """The user spoke again, or the turn went away: that transcript is stale."""
         if self._task is not None:

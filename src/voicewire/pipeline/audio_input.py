@@ -26,6 +26,12 @@ FRAME_MS = 20
 FRAME_BYTES = INPUT_SAMPLE_RATE * FRAME_MS // 1000 * 2
 PREROLL_FRAMES = 25  # 500 ms kept before the detected onset: a short first word ("Book")
 # followed by a micro-pause resets the onset run, so detection can come well after it
+# Steady noise (a fan, a road, a hiss at 15 dB below the voice) fools webrtcvad into hearing
+# speech without end. The background level is the quietest frame of the last second (minimum
+# statistics: between words the room shows through); a frame must be this many times louder
+# (RMS; 3x = 9.5 dB) to be speech. Quiet rooms keep the fixed floor.
+NOISE_WINDOW_FRAMES = 50
+NOISE_RATIO = 3.0
 
 
 @dataclass(slots=True)
@@ -55,6 +61,8 @@ class AudioInput:
         self.has_speech = False  # the VAD heard speech in the current turn
         self.last_speech_at = 0.0  # caller's clock when the latest speech frame arrived
         self._run = SpeechRun()  # talking without a real pause, for barge-in
+        self._quiet: deque[tuple[int, float]] = deque()  # (frame no., energy), rising energies
+        self._frames = 0
 
     @property
     def turn_audio(self) -> bytes:
@@ -78,7 +86,8 @@ class AudioInput:
             t = self.position_ms
             self.position_ms += FRAME_MS
             samples = np.frombuffer(frame, dtype=np.int16).astype(np.float32)
-            loud = float(np.dot(samples, samples)) >= self._floor_ms
+            energy = float(np.dot(samples, samples))
+            loud = energy >= max(self._floor_ms, self._background(energy))
             speech = loud and self._vad.is_speech(frame, INPUT_SAMPLE_RATE)
             if speech:
                 self.last_speech_at = now
@@ -93,11 +102,25 @@ class AudioInput:
                 if self.vad_ends_turns:
                     self._turn += b"".join(self._preroll)
                     self._preroll.clear()
+            if event is EndpointEvent.CHECK:
+                if self.vad_ends_turns:  # stop here until the caller has judged the words
+                    self._pending = data[start + FRAME_BYTES :]
+                    events.append(AudioEvent(event, t + FRAME_MS))
+                    return events
+                self.endpointer.decide(True)  # push-to-talk: the client ends turns
+                event = EndpointEvent.END
             if event is EndpointEvent.END and self.vad_ends_turns:
                 events.append(AudioEvent(event, t + FRAME_MS, audio=self._finish_turn()))
             elif event is not None:
                 events.append(AudioEvent(event, t + FRAME_MS))
         return events
+
+    def decide(self, finished: bool) -> AudioEvent | None:
+        """Answer the CHECK that ``feed`` stopped at (call ``feed(b"")`` after, to go on): the
+        END of a finished turn, or None for one that waits for more silence or speech."""
+        if not self.endpointer.decide(finished):
+            return None
+        return AudioEvent(EndpointEvent.END, self.position_ms, audio=self._finish_turn())
 
     def take(self) -> bytes:
         """Hand over the turn's audio (with any partial frame) and start a new turn."""
@@ -113,6 +136,19 @@ class AudioInput:
         self.has_speech = False
         return audio
 
+    def _background(self, energy: float) -> float:
+        """The energy a frame needs to stand above the room's noise (see NOISE_RATIO)."""
+        n = self._frames = self._frames + 1
+        quiet = self._quiet
+        while quiet and quiet[-1][1] >= energy:  # a monotonic deque: O(1) sliding minimum
+            quiet.pop()
+        quiet.append((n, energy))
+        if quiet[0][0] <= n - NOISE_WINDOW_FRAMES:
+            quiet.popleft()
+        if n < NOISE_WINDOW_FRAMES // 2:
+            return 0.0  # too little heard yet to know the room
+        return quiet[0][1] * NOISE_RATIO * NOISE_RATIO
+
     @property
     def speech_run_ms(self) -> float:
         """Milliseconds of speech without a real pause, up to now."""
@@ -123,7 +159,14 @@ class AudioInput:
         come back through the microphone (echo the client's canceller left)."""
         self._floor_ms = energy_floor * energy_floor * (FRAME_BYTES // 2)
 
-    def set_mode(self, vad_ends_turns: bool, silence_ms: float | None = None) -> None:
+    def set_mode(
+        self,
+        vad_ends_turns: bool,
+        silence_ms: float | None = None,
+        max_silence_ms: float | None = None,
+    ) -> None:
         self.vad_ends_turns = vad_ends_turns
         if silence_ms is not None:
             self.endpointer.config.silence_ms = silence_ms
+        if max_silence_ms is not None:
+            self.endpointer.config.max_silence_ms = max_silence_ms

@@ -17,6 +17,7 @@ class EndpointEvent(Enum):
     PAUSE = "pause"  # silence long enough to start transcribing speculatively
     RESUME = "resume"  # speech again after a pause: drop the speculation
     END = "end"  # silence long enough: the turn is over
+    CHECK = "check"  # silence enough for a finished turn: is it? (``decide`` answers)
 
 
 @dataclass(slots=True)
@@ -24,6 +25,9 @@ class EndpointingConfig:
     silence_ms: float = 300.0  # silence that ends a turn
     min_speech_ms: float = 60.0  # consecutive speech that starts one (filters clicks)
     pause_ms: float = 120.0  # silence that triggers speculative transcription (0: never)
+    # silence that ends a turn judged unfinished by what was said (``turn_end.py``); at or
+    # below ``silence_ms``: every turn ends at ``silence_ms``, nothing is asked
+    max_silence_ms: float = 0.0
 
 
 class Endpointer:
@@ -34,6 +38,7 @@ class Endpointer:
         self.last_speech_ms = 0.0
         self._run_start: float | None = None  # start of the current speech run before onset
         self._paused = False
+        self._verdict: str | None = None  # None, "asked" (CHECK sent) or "wait" (unfinished)
 
     def update(self, is_speech: bool, t_ms: float, frame_ms: float) -> EndpointEvent | None:
         """Feed one VAD frame that starts at ``t_ms`` and lasts ``frame_ms``."""
@@ -53,23 +58,44 @@ class Endpointer:
             return None
         if is_speech:
             self.last_speech_ms = t_ms + frame_ms
+            self._verdict = None  # whatever was judged, the user went on
             if self._paused:
                 self._paused = False
                 return EndpointEvent.RESUME
             return None
         silence = t_ms + frame_ms - self.last_speech_ms
         if silence >= cfg.silence_ms:
-            self.reset()
-            return EndpointEvent.END
+            if cfg.max_silence_ms <= cfg.silence_ms:
+                self.reset()
+                return EndpointEvent.END
+            if self._verdict is None:
+                self._verdict = "asked"
+                return EndpointEvent.CHECK
+            if self._verdict == "wait" and silence >= cfg.max_silence_ms:
+                self.reset()
+                return EndpointEvent.END
+            return None
         if cfg.pause_ms > 0 and not self._paused and silence >= cfg.pause_ms:
             self._paused = True
             return EndpointEvent.PAUSE
         return None
 
+    def decide(self, finished: bool) -> bool:
+        """Answer the CHECK just returned: a finished turn ends now (True is returned: reset,
+        as on END); an unfinished one waits for ``max_silence_ms`` of silence, or more speech."""
+        if self._verdict != "asked":
+            return False
+        if finished:
+            self.reset()
+            return True
+        self._verdict = "wait"
+        return False
+
     def reset(self) -> None:
         self.speaking = False
         self._run_start = None
         self._paused = False
+        self._verdict = None
 
 
 class SpeechRun:

@@ -66,9 +66,9 @@ def _check(settings: Settings, stage: str, part: str) -> Spec:
         names = LOCAL_MODELS[stage]
         if model and model not in names:
             raise ConfigError(
-                f"unknown local {stage} model {model!r}; the embedded one is {names[0]!r} "
-                f"(write {stage}=local). Other models: a cloud or openai-compatible provider, "
-                "docs/providers.md"
+                f"unknown local {stage} model {model!r}; embedded: {', '.join(names)} "
+                f"(the default: {stage}=local). Other models: a cloud or openai-compatible "
+                "provider, docs/providers.md"
             )
     elif kind == "simulated":
         from voicewire.providers.simulated import PROFILES
@@ -115,7 +115,7 @@ def _check(settings: Settings, stage: str, part: str) -> Spec:
 
 # The models that ship inside the installed packages, by the names users may write for them.
 LOCAL_MODELS = {
-    "stt": ("tiny.en", "faster-whisper/tiny.en", "whisper-tiny.en"),
+    "stt": ("base", "faster-whisper/base", "whisper-base", "tiny.en", "faster-whisper/tiny.en"),
     "llm": ("rules-agent",),
     "tts": ("en_US-joe-medium", "piper/en_US-joe-medium", "joe"),
 }
@@ -242,7 +242,10 @@ def _stt(spec: Spec, s: Settings, runner: ModelRunner, net: _Clients) -> STT:
         return ElevenLabsSTT(name, http, spec.model, net.policy("stt"), s.stt_language)
     from voicewire.providers.local.whisper import WhisperSTT
 
-    return WhisperSTT(runner, threads=s.model_threads, window_s=s.stt_window_s)
+    model = "tiny.en" if "tiny" in spec.model else "base"
+    return WhisperSTT(
+        runner, s.model_threads, s.stt_window_s, model, vocabulary=s.stt_vocabulary or ""
+    )
 
 
 def _llm(spec: Spec, s: Settings, runner: ModelRunner, net: _Clients) -> LLM:

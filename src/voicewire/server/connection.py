@@ -174,6 +174,7 @@ class Connection:
                     frame.barge_in,
                     frame.ref,
                     frame.reports_playback,
+                    frame.max_silence_ms,
                 )
             case Cancel():
                 await c.cancel(frame.utterance_id, frame.ref)

@@ -86,7 +86,11 @@ class Runtime:
         log.info("loading the models (this takes a few seconds)...")
         try:
             if self.providers is None:
-                self.providers = await asyncio.to_thread(self._factory, self.settings, self.runner)
+                settings = self.settings
+                if settings.stt_vocabulary is None:  # the words the tools act on
+                    words = getattr(self.tools, "vocabulary", lambda: "")()
+                    settings = settings.model_copy(update={"stt_vocabulary": words})
+                self.providers = await asyncio.to_thread(self._factory, settings, self.runner)
             if self.settings.warmup:
                 await asyncio.to_thread(warm_tools)
                 checks = asyncio.create_task(self.providers.check_endpoints())

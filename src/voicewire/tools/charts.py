@@ -189,5 +189,6 @@ CHART_TOOL = Tool(
         "values) and values (one series) or series (several). Returns a short summary."
     ),
     args=ChartArgs,
+    vocabulary=("bar chart", "pie chart", "line chart", "scatter plot", "graph"),
     run=generate_chart,
 )

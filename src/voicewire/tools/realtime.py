@@ -23,6 +23,11 @@ from voicewire.tools.registry import Tool, ToolError, ToolOutput
 REAL_METRICS = ("cpu", "memory", "disk", "network", "sessions", "latency")
 SIMULATED_METRICS = ("stock", "temperature")
 METRICS = REAL_METRICS + SIMULATED_METRICS
+VOCABULARY = (
+    "CPU usage", "memory", "disk space", "network traffic", "active sessions", "latency",
+    "stock price", "temperature", "weather",
+    "Apple", "Microsoft", "Google", "Amazon", "Tesla", "Nvidia", "Meta", "Netflix",
+)  # fmt: skip
 
 
 class RealtimeArgs(BaseModel):
@@ -169,4 +174,5 @@ def make_realtime_tool(server_stats: Callable[[], dict[str, Any]]) -> Tool[Realt
         ),
         args=RealtimeArgs,
         run=get_realtime_data,
+        vocabulary=VOCABULARY,
     )

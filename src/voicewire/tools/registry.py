@@ -36,6 +36,9 @@ class Tool(Generic[A]):
     description: str
     args: type[A]
     run: Callable[[A], Awaitable[ToolOutput]]
+    # how people say what this tool acts on ("bar chart", "CPU usage"): speech-to-text is
+    # biased toward these words
+    vocabulary: tuple[str, ...] = ()
 
     def spec(self) -> ToolSpec:
         schema = self.args.model_json_schema()
@@ -64,6 +67,11 @@ class ToolRegistry:
 
     def specs(self) -> list[ToolSpec]:
         return self._specs
+
+    def vocabulary(self) -> str:
+        """The words the tools act on, as one phrase list for speech-to-text."""
+        words = dict.fromkeys(w for tool in self._tools.values() for w in tool.vocabulary)
+        return ", ".join(words) + "." if words else ""
 
     async def call(self, name: str, arguments: dict[str, Any]) -> ToolOutput:
         tool = self._tools.get(name)

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from rapidfuzz import fuzz, process
 from word2number import w2n
 
 from voicewire.providers.base import Message
@@ -42,19 +43,21 @@ SENTIMENT = re.compile(
 SENTIMENT_LEAD = re.compile(
     r"^(?:[\s:?,.!\"']|\b(?:of|in|for|on|about|analysis|score|to you|to me|like)\b)*"
     r"(?:(?:(?:this|the following|the|my|that|these)\s+)?"  # a determiner only with its noun
-    r"(?:text|sentences?|review|message|comment|phrase|line|quote|words)\b)?[\s:?,.!\"']*",
+    r"(?:(?:customer|client|user|product|new|last|latest|following)'?s?\s+)?"  # "customer email"
+    r"(?:text|sentences?|review|message|comment|phrase|line|quote|words|e-?mail|tweet|post|"
+    r"feedback|note|reply)\b)?[\s:?,.!\"']*",
     re.I,
 )
 HOST_QUESTION = re.compile(
-    r"\b(usage|use|used|load|how much|current|currently|level|status|free|utili[sz]ation|what|"
-    r"show|check|tell|give|how(?:'s| is| are)|doing|busy|left)\b",
+    r"\b(usage|use|used|using|load|how much|current|currently|level|status|free|"
+    r"utili[sz]ation|what|show|check|tell|give|how(?:'s| is| are)|doing|busy|left)\b",
     re.I,
 )
 # metric -> pattern; host metrics also need a question word (HOST_QUESTION)
 METRICS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("cpu", re.compile(r"\b(cpu|c\.? ?p\.? ?u\.?|processor|compute load)\b", re.I)),
     ("memory", re.compile(r"\b(memory|ram)\b", re.I)),
-    ("disk", re.compile(r"\b(disk|storage|drive space)\b", re.I)),
+    ("disk", re.compile(r"\b(disk|disc|storage|drive space)\b", re.I)),
     ("network", re.compile(r"\b(network|bandwidth|traffic)\b", re.I)),
     (
         "sessions",
@@ -156,6 +159,43 @@ _TITLE = re.compile(
     r"\bagainst\b|\d|$))",
     re.I,
 )
+
+
+# Trigger phrases as speech-to-text nearly writes them: "part chart", "pie chat", "sentimental
+# analysis", "disc space". A phrase of the transcript this close (rapidfuzz ratio, letters
+# only) to one of these is read as it. Multi-word phrases only, and a high bar, so that
+# ordinary words are never rewritten ("a bar" stays, "art chart" does not become anything).
+TRIGGERS = (
+    "bar chart", "pie chart", "line chart", "line graph", "bar graph", "scatter plot",
+    "sentiment analysis", "cpu usage", "memory usage", "disk space",
+    "disk usage", "stock price", "share price", "network traffic",
+)  # fmt: skip
+FUZZY_MIN = 80.0
+_WORD = re.compile(r"[A-Za-z']+")
+
+
+def heal(text: str) -> str:
+    """Rewrite near-misses of the trigger phrases into the phrases (see ``TRIGGERS``)."""
+    words = list(_WORD.finditer(text))
+    out: list[str] = []
+    last = 0
+    i = 0
+    while i < len(words) - 1:
+        first, second = words[i], words[i + 1]
+        pair = f"{first.group(0)} {second.group(0)}".lower()
+        match = process.extractOne(pair, TRIGGERS, scorer=fuzz.ratio, score_cutoff=FUZZY_MIN)
+        if match is not None and pair != match[0] and _same_start(pair, match[0]):
+            out.append(text[last : first.start()] + match[0])
+            last = second.end()
+            i += 2
+            continue
+        i += 1
+    return "".join(out) + text[last:]
+
+
+def _same_start(heard: str, phrase: str) -> bool:
+    """The second word must begin alike ("part chart", not "bar chat" -> "bar" + anything)."""
+    return heard.split()[1][:2] == phrase.split()[1][:2] or heard.split()[0] == phrase.split()[0]
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -330,6 +370,7 @@ class Plan:
 
 def plan(text: str, history: list[Message]) -> Plan:
     """The tool calls a request needs (several run in parallel), from the request alone."""
+    text = heal(text)
     spoken = words_to_digits(text)
     calls: list[tuple[str, dict[str, Any]]] = []
     sentiment = SENTIMENT.search(spoken)

