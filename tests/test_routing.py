@@ -35,3 +35,24 @@ def test_series_extraction_handles_separators_and_thousands() -> None:
     )
     assert extract_series("q1 10, q2 12") == (["q1", "q2"], [10, 12])
     assert extract_series("no numbers here") == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("heard", "meant"),
+    [
+        ("I would like a part chart of apples 5", "I would like a bar chart of apples 5"),
+        ("make a pie chat", "make a pie chart"),
+        ("the sentimental analysis of this", "the sentiment analysis of this"),
+        ("how much disc space", "how much disk space"),
+        ("show me the stock prize of apple", "show me the stock price of apple"),
+        ("a bar is open", "a bar is open"),  # ordinary words stay
+        (
+            "Sentiment analysis on the sentence, I hate it.",
+            "Sentiment analysis on the sentence, I hate it.",
+        ),
+    ],
+)
+def test_near_misses_of_trigger_phrases_are_healed(heard: str, meant: str) -> None:
+    from voicewire.providers.local.routing import heal
+
+    assert heal(heard) == meant

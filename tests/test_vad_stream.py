@@ -152,3 +152,26 @@ async def test_with_a_fixed_silence_the_same_pause_ends_the_turn(
     await client.collect(timeout=20)
     await client.collect(timeout=20)  # the second half, a turn of its own
     await client.close()
+
+
+def test_steady_noise_neither_holds_a_turn_open_nor_starts_one(speaker: Speaker) -> None:
+    """Pink noise 15 dB under the voice: webrtcvad alone calls some of it speech, often
+    enough that 1.2 s of silence (a turn waiting for unfinished words) did not come, or that
+    the room started a second turn. The floor follows the room's noise."""
+    import numpy as np
+
+    from benchmarks.spoken_set import with_noise
+    from voicewire.pipeline.audio_input import AudioInput
+    from voicewire.pipeline.endpointing import EndpointEvent, EndpointingConfig
+
+    outcomes = []
+    for text in ("Plot a line chart of visitors.", "Show me a bar chart of sales."):
+        speech = np.frombuffer(speaker.say(text), dtype=np.int16)
+        for seed in range(4):
+            noisy = with_noise(speech, "pink", 15.0, seed=seed, trailing_ms=3000).tobytes()
+            config = EndpointingConfig(silence_ms=1200, pause_ms=0)
+            audio = AudioInput(config, 2, vad_ends_turns=True)
+            events = [e.kind for e in audio.feed(noisy, 0.0)]
+            starts = events.count(EndpointEvent.SPEECH_START)
+            outcomes.append((starts, events.count(EndpointEvent.END)))
+    assert outcomes == [(1, 1)] * 8  # one turn each, ended though the noise went on
