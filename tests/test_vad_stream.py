@@ -159,8 +159,8 @@ def test_steady_noise_neither_holds_a_turn_open_nor_starts_one(speaker: Speaker)
     enough that 1.2 s of silence (a turn waiting for unfinished words) did not come, or that
     the room started a second turn. The floor follows the room's noise."""
     import numpy as np
-
     from benchmarks.spoken_set import with_noise
+
     from voicewire.pipeline.audio_input import AudioInput
     from voicewire.pipeline.endpointing import EndpointEvent, EndpointingConfig
 
