@@ -257,7 +257,7 @@ HELD_OUT_VOICES = [
     Voice("piper", "joe", 210),
 ]
 NOISES = [None, ("white", 15.0), ("pink", 15.0)]
-TRAILING_MS = 2000  # an open microphone after the request
+TRAILING_MS = 3000  # an open microphone after the request (> max_silence_ms)
 
 
 # ----------------------------------------------------------------------------- synthesis

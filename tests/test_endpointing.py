@@ -97,3 +97,11 @@ def test_speech_after_an_unfinished_verdict_is_the_same_turn_and_is_judged_anew(
     kinds = [e for _, e in events]
     assert kinds.count(EndpointEvent.CHECK) == 2  # asked again after the second part
     assert kinds.count(EndpointEvent.END) == 1
+
+
+def test_a_click_in_the_long_silence_does_not_restart_it() -> None:
+    # words, 600 ms of silence, one 20 ms click, then silence: judged unfinished, the turn
+    # still ends 900 ms after the words (a click is not the user going on)
+    events = judged("SSSSSSSS" + "." * 30 + "S" + "." * 60, finished=False)
+    assert [e for _, e in events].count(EndpointEvent.RESUME) == 0
+    assert events[-1] == (52 * FRAME, EndpointEvent.END)

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from enum import Enum
 
 
+RESUME_GAP_MS = 120.0  # silence after which speech must be confirmed again (min_speech_ms)
+
+
 class EndpointEvent(Enum):
     SPEECH_START = "speech_start"  # enough consecutive speech: the user is talking
     PAUSE = "pause"  # silence long enough to start transcribing speculatively
@@ -39,6 +42,7 @@ class Endpointer:
         self._run_start: float | None = None  # start of the current speech run before onset
         self._paused = False
         self._verdict: str | None = None  # None, "asked" (CHECK sent) or "wait" (unfinished)
+        self._resume_start: float | None = None  # speech after a gap, not yet long enough
 
     def update(self, is_speech: bool, t_ms: float, frame_ms: float) -> EndpointEvent | None:
         """Feed one VAD frame that starts at ``t_ms`` and lasts ``frame_ms``."""
@@ -57,12 +61,21 @@ class Endpointer:
                 return EndpointEvent.SPEECH_START
             return None
         if is_speech:
+            # after a real gap, speech must last min_speech_ms to count, as at the onset: a
+            # click or a gust of noise does not restart the end-of-turn silence
+            if self._resume_start is None and t_ms - self.last_speech_ms >= RESUME_GAP_MS:
+                self._resume_start = t_ms
+            if self._resume_start is not None:
+                if t_ms + frame_ms - self._resume_start < cfg.min_speech_ms:
+                    return None
+                self._resume_start = None
             self.last_speech_ms = t_ms + frame_ms
             self._verdict = None  # whatever was judged, the user went on
             if self._paused:
                 self._paused = False
                 return EndpointEvent.RESUME
             return None
+        self._resume_start = None
         silence = t_ms + frame_ms - self.last_speech_ms
         if silence >= cfg.silence_ms:
             if cfg.max_silence_ms <= cfg.silence_ms:
@@ -96,6 +109,7 @@ class Endpointer:
         self._run_start = None
         self._paused = False
         self._verdict = None
+        self._resume_start = None
 
 
 class SpeechRun:
