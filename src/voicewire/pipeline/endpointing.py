@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-
 RESUME_GAP_MS = 120.0  # silence after which speech must be confirmed again (min_speech_ms)
 
 
