@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -68,15 +67,12 @@ async def one_clip(
             {"type": "session_update", "turn_detection": detection, "barge_in": False}
         )
         await client.expect("ack")
-        payload = pcm[:speech_bytes] if mode == "commit" else pcm
-        sent = await client.stream_audio(payload, realtime=not burst)
-        end_of_speech = sent
+        await client.stream_audio(pcm[:speech_bytes], realtime=not burst)
+        client.mark()  # arrival times count from the end of the speech
         if mode == "commit":
-            end_of_speech = time.perf_counter()
             await client.send_json({"type": "audio_commit"})
-        else:  # the end of speech went out when its last byte did
-            end_of_speech = sent
-        client.mark(end_of_speech)
+        else:  # the room goes on, as an open microphone's does
+            await client.stream_audio(pcm[speech_bytes:], realtime=not burst)
         await client.send_json({"type": "ping", "ref": "end"})  # answered after all audio
         transcripts: list[str] = []
         calls: list[tuple[str, dict[str, Any]]] = []

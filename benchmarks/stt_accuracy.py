@@ -29,6 +29,8 @@ from voicewire.providers.runner import ModelRunner
 from voicewire.tools import default_tools
 
 VOCABULARY = default_tools(lambda: {}).vocabulary()
+_NAMES = {"Apple", "Microsoft", "Google", "Amazon", "Tesla", "Nvidia", "Meta", "Netflix"}
+VOCABULARY_NO_NAMES = ", ".join(w for w in VOCABULARY.rstrip(".").split(", ") if w not in _NAMES)
 CONFIGS: dict[str, dict[str, Any]] = {
     "tiny30": {"model": "tiny.en", "window_s": 30},
     "tiny10": {"model": "tiny.en", "window_s": 10},
@@ -36,7 +38,25 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "tiny30v": {"model": "tiny.en", "window_s": 30, "vocabulary": VOCABULARY},
     "base10": {"model": "base", "window_s": 10},
     "base10v": {"model": "base", "window_s": 10, "vocabulary": VOCABULARY},
+    "base10v-ns1": {"model": "base", "window_s": 10, "vocabulary": VOCABULARY, "denoise": 1},
+    "base10v-ns2": {"model": "base", "window_s": 10, "vocabulary": VOCABULARY, "denoise": 2},
+    "base10v-ns3": {"model": "base", "window_s": 10, "vocabulary": VOCABULARY, "denoise": 3},
+    "base10v-b3": {"model": "base", "window_s": 10, "vocabulary": VOCABULARY, "beam_size": 3},
+    "base10v-b5": {"model": "base", "window_s": 10, "vocabulary": VOCABULARY, "beam_size": 5},
+    "base10v-nonames": {"model": "base", "window_s": 10, "vocabulary": VOCABULARY_NO_NAMES},
 }
+
+
+def denoised(pcm: bytes, level: int) -> bytes:
+    """WebRTC noise suppression (pywebrtc-audio), as a server could run it before STT."""
+    import numpy as np
+    import pywebrtc_audio
+
+    ns = pywebrtc_audio.NoiseSuppressor(16_000, 1, level)
+    samples = np.frombuffer(pcm, dtype=np.int16)
+    return np.concatenate(
+        [ns.process(samples[i : i + 160]) for i in range(0, len(samples) - 159, 160)]
+    ).tobytes()
 
 
 async def main(names: list[str], half: str) -> None:
@@ -50,11 +70,15 @@ async def main(names: list[str], half: str) -> None:
                 clips.append((item, noise[0] if noise else "clean", pcm[: -TRAILING_MS * 32]))
     runner = ModelRunner(1)
     for name in names:
-        stt = WhisperSTT(runner, **CONFIGS[name])
+        config = dict(CONFIGS[name])
+        level = config.pop("denoise", 0)
+        stt = WhisperSTT(runner, **config)
         hits: dict[str, list[int]] = {}
         times = []
         for item, noise, pcm in clips:
             start = time.perf_counter()
+            if level:
+                pcm = denoised(pcm, level)
             text = (await stt.transcribe(pcm, 16_000)).text
             times.append(time.perf_counter() - start)
             h, k = keyword_hits(item, text)

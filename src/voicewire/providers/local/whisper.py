@@ -73,11 +73,13 @@ class WhisperSTT:
         model: str = "base",
         vocabulary: str = "",
         model_path: Path | None = None,
+        beam_size: int = 1,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
         from faster_whisper import WhisperModel
 
         self.runner = runner
+        self.beam_size = beam_size
         self.window_frames = int(max(MIN_WINDOW_S, min(30.0, window_s)) * 100)
         self.name = f"local:faster-whisper/{model}"
         options: dict[str, Any] = {"device": "cpu", "compute_type": "int8", "cpu_threads": threads}
@@ -134,7 +136,7 @@ class WhisperSTT:
         result = self._model.model.generate(
             ctranslate2.StorageView.from_array(padded[None]),
             [self._prompt],
-            beam_size=1,
+            beam_size=self.beam_size,
             # People say at most ~4 words/s; bound the decode so a loop cannot run away.
             max_length=len(self._prompt) + min(224, int(seconds * 12) + 16),  # prompt counts
             suppress_blank=True,
