@@ -141,6 +141,8 @@ class Settings(BaseSettings):
     # Words speech-to-text should expect (Whisper's prompt, OpenAI's `prompt`). Unset: the
     # tools' vocabulary ("bar chart", "CPU usage", ...); empty: none.
     stt_vocabulary: str | None = Field(default=None, max_length=800)
+    # Whisper's beam: 5 hears a few more of the tool words than 1 (greedy), for ~50 ms more.
+    stt_beam_size: int = Field(default=1, ge=1, le=8)
 
     # Turn taking.
     turn_detection: TurnDetection = "server_vad"
@@ -155,6 +157,10 @@ class Settings(BaseSettings):
     vad_min_speech_ms: int = Field(default=120, ge=20, le=2000)
     # Frames quieter than this RMS (int16 units; 150 is about -47 dBFS) are never speech.
     vad_energy_floor: float = Field(default=150.0, ge=0)
+    # ... and frames less than this many times (RMS) above the room's own noise, measured as
+    # the quietest frame of the last second (3 = 9.5 dB; 0 or 1: off). Steady noise (a fan,
+    # a road) otherwise passes webrtcvad often enough to hold a turn open.
+    vad_noise_ratio: float = Field(default=3.0, ge=0, le=30)
     # Start transcribing speculatively after this much silence; the result is used if the
     # user does not speak again before the turn ends. Default: 120 for embedded STT, 0 (off)
     # for network STT, where every speculative call is billed.

@@ -69,6 +69,7 @@ class ConversationConfig:
     vad_aggressiveness: int = 2
     vad_min_speech_ms: int = 120
     vad_energy_floor: float = 150.0
+    vad_noise_ratio: float = 3.0  # speech stands this far above the room's noise (RMS)
     speculative_stt_ms: int = 120
     max_silence_ms: int = 1200  # for a turn whose words sound unfinished (turn_end.py)
     barge_in: bool = True
@@ -258,7 +259,11 @@ class Conversation:
             )
             vad_ends = self.session.turn_detection == "server_vad"
             self._audio = AudioInput(
-                endpointing, cfg.vad_aggressiveness, vad_ends, cfg.vad_energy_floor
+                endpointing,
+                cfg.vad_aggressiveness,
+                vad_ends,
+                cfg.vad_energy_floor,
+                cfg.vad_noise_ratio,
             )
         audio = self._audio
         if self._audio_uid is None and not audio.vad_ends_turns:

@@ -28,10 +28,9 @@ PREROLL_FRAMES = 25  # 500 ms kept before the detected onset: a short first word
 # followed by a micro-pause resets the onset run, so detection can come well after it
 # Steady noise (a fan, a road, a hiss at 15 dB below the voice) fools webrtcvad into hearing
 # speech without end. The background level is the quietest frame of the last second (minimum
-# statistics: between words the room shows through); a frame must be this many times louder
-# (RMS; 3x = 9.5 dB) to be speech. Quiet rooms keep the fixed floor.
+# statistics: between words the room shows through); a frame must be ``noise_ratio`` times
+# louder (RMS; 3x = 9.5 dB) to be speech. Quiet rooms keep the fixed floor.
 NOISE_WINDOW_FRAMES = 50
-NOISE_RATIO = 3.0
 
 
 @dataclass(slots=True)
@@ -48,6 +47,7 @@ class AudioInput:
         aggressiveness: int,
         vad_ends_turns: bool,
         energy_floor: float = 150.0,
+        noise_ratio: float = 3.0,
     ) -> None:
         self._vad = webrtcvad.Vad(aggressiveness)
         self._floor_ms = 0.0  # compared with sum of squares, not RMS: no square root per frame
@@ -63,6 +63,7 @@ class AudioInput:
         self._run = SpeechRun()  # talking without a real pause, for barge-in
         self._quiet: deque[tuple[int, float]] = deque()  # (frame no., energy), rising energies
         self._frames = 0
+        self._noise_gain = noise_ratio * noise_ratio  # in energy
 
     @property
     def turn_audio(self) -> bytes:
@@ -137,7 +138,7 @@ class AudioInput:
         return audio
 
     def _background(self, energy: float) -> float:
-        """The energy a frame needs to stand above the room's noise (see NOISE_RATIO)."""
+        """The energy a frame needs to stand above the room's noise (``noise_ratio``)."""
         n = self._frames = self._frames + 1
         quiet = self._quiet
         while quiet and quiet[-1][1] >= energy:  # a monotonic deque: O(1) sliding minimum
@@ -147,7 +148,7 @@ class AudioInput:
             quiet.popleft()
         if n < NOISE_WINDOW_FRAMES // 2:
             return 0.0  # too little heard yet to know the room
-        return quiet[0][1] * NOISE_RATIO * NOISE_RATIO
+        return quiet[0][1] * self._noise_gain
 
     @property
     def speech_run_ms(self) -> float:

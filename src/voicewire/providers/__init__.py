@@ -244,7 +244,12 @@ def _stt(spec: Spec, s: Settings, runner: ModelRunner, net: _Clients) -> STT:
 
     model = "tiny.en" if "tiny" in spec.model else "base"
     return WhisperSTT(
-        runner, s.model_threads, s.stt_window_s, model, vocabulary=s.stt_vocabulary or ""
+        runner,
+        s.model_threads,
+        s.stt_window_s,
+        model,
+        vocabulary=s.stt_vocabulary or "",
+        beam_size=s.stt_beam_size,
     )
 
 

@@ -153,6 +153,7 @@ def conversation_deps(runtime: Runtime) -> Deps:
             vad_energy_floor=s.vad_energy_floor,
             speculative_stt_ms=s.speculative_stt_ms or 0,
             max_silence_ms=s.max_silence_ms,
+            vad_noise_ratio=s.vad_noise_ratio,
             barge_in=s.barge_in,
             interrupt_min_speech_ms=s.interrupt_min_speech_ms,
             audio_lead_ms=s.audio_lead_ms,
