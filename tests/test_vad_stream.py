@@ -169,7 +169,7 @@ def test_steady_noise_neither_holds_a_turn_open_nor_starts_one(speaker: Speaker)
         speech = np.frombuffer(speaker.say(text), dtype=np.int16)
         for seed in range(4):
             noisy = with_noise(speech, "pink", 15.0, seed=seed, trailing_ms=3000).tobytes()
-            config = EndpointingConfig(silence_ms=1200, pause_ms=0)
+            config = EndpointingConfig(silence_ms=1200, pause_ms=0, min_speech_ms=120)  # as served
             audio = AudioInput(config, 2, vad_ends_turns=True)
             events = [e.kind for e in audio.feed(noisy, 0.0)]
             starts = events.count(EndpointEvent.SPEECH_START)

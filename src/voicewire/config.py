@@ -158,9 +158,9 @@ class Settings(BaseSettings):
     # Frames quieter than this RMS (int16 units; 150 is about -47 dBFS) are never speech.
     vad_energy_floor: float = Field(default=150.0, ge=0)
     # ... and frames less than this many times (RMS) above the room's own noise, measured as
-    # the quietest frame of the last second (3 = 9.5 dB; 0 or 1: off). Steady noise (a fan,
+    # the quietest frame of the last second (1.5 = 3.5 dB; 0 or 1: off). Steady noise (a fan,
     # a road) otherwise passes webrtcvad often enough to hold a turn open.
-    vad_noise_ratio: float = Field(default=3.0, ge=0, le=30)
+    vad_noise_ratio: float = Field(default=1.5, ge=0, le=30)
     # Start transcribing speculatively after this much silence; the result is used if the
     # user does not speak again before the turn ends. Default: 120 for embedded STT, 0 (off)
     # for network STT, where every speculative call is billed.

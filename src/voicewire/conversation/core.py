@@ -69,7 +69,7 @@ class ConversationConfig:
     vad_aggressiveness: int = 2
     vad_min_speech_ms: int = 120
     vad_energy_floor: float = 150.0
-    vad_noise_ratio: float = 3.0  # speech stands this far above the room's noise (RMS)
+    vad_noise_ratio: float = 1.5  # speech stands this far above the room's noise (RMS)
     speculative_stt_ms: int = 120
     max_silence_ms: int = 1200  # for a turn whose words sound unfinished (turn_end.py)
     barge_in: bool = True

@@ -29,7 +29,7 @@ PREROLL_FRAMES = 25  # 500 ms kept before the detected onset: a short first word
 # Steady noise (a fan, a road, a hiss at 15 dB below the voice) fools webrtcvad into hearing
 # speech without end. The background level is the quietest frame of the last second (minimum
 # statistics: between words the room shows through); a frame must be ``noise_ratio`` times
-# louder (RMS; 3x = 9.5 dB) to be speech. Quiet rooms keep the fixed floor.
+# louder (RMS; 1.5x = 3.5 dB) to be speech. Quiet rooms keep the fixed floor.
 NOISE_WINDOW_FRAMES = 50
 
 
@@ -47,7 +47,7 @@ class AudioInput:
         aggressiveness: int,
         vad_ends_turns: bool,
         energy_floor: float = 150.0,
-        noise_ratio: float = 3.0,
+        noise_ratio: float = 1.5,
     ) -> None:
         self._vad = webrtcvad.Vad(aggressiveness)
         self._floor_ms = 0.0  # compared with sum of squares, not RMS: no square root per frame
