@@ -34,6 +34,7 @@ def test_finished_requests_end_at_once(text: str) -> None:
         ("Show me a bar chart of sales.", "missing data"),  # the figures are still to come
         ("Is this customer email positive or negative?", "missing data"),
         ("What is the sentiment of this review?", "missing data"),
+        ("Analyze the sentiment of this customary mail.", "missing data"),  # its text follows
         ("Plot a line chart of visitors. Monday 30.", "list"),
         ("Rent 1200, food 400, travel 250.", "list"),  # no "and ..." closed it
     ],

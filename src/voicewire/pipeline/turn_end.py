@@ -32,6 +32,10 @@ HANGING_WORDS = frozenset(
 )
 _TRAILING = re.compile(r"(?:[,:;\u2013\u2014-]|\.\.\.|\u2026)\s*$")
 _LAST_WORD = re.compile(r"([A-Za-z']+)\W*$")
+# "... of this email." / "... the following review": the text to judge is still to come
+_POINTS_AHEAD = re.compile(
+    r"\b(?:this|these|the following|following|my|our)(?:\s+[A-Za-z'-]+){1,2}\s*[.?!]?\s*$", re.I
+)
 # ends on a figure ("30", "30th", "1,200."), not on a question mark: a question is done
 _ENDS_ON_NUMBER = re.compile(r"\d[\d,.]*(?:%|st|nd|rd|th)?[\s.,;:]*$", re.I)
 
@@ -61,6 +65,7 @@ def unfinished_reason(text: str) -> str | None:
     if _open_list(text):
         return "list"
     planned = plan(text, [])
-    if planned.need_data or (SENTIMENT.search(text) and not planned.calls):
+    sentiment = SENTIMENT.search(text)
+    if planned.need_data or (sentiment and (not planned.calls or _POINTS_AHEAD.search(text))):
         return "missing data"
     return None

@@ -168,7 +168,7 @@ _TITLE = re.compile(
 TRIGGERS = (
     "bar chart", "pie chart", "line chart", "line graph", "bar graph", "scatter plot",
     "sentiment analysis", "cpu usage", "memory usage", "disk space",
-    "disk usage", "stock price", "share price", "network traffic",
+    "disk usage", "stock price", "share price", "network traffic", "customer email",
 )  # fmt: skip
 FUZZY_MIN = 80.0
 _WORD = re.compile(r"[A-Za-z']+")
