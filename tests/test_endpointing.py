@@ -105,3 +105,11 @@ def test_a_click_in_the_long_silence_does_not_restart_it() -> None:
     events = judged("SSSSSSSS" + "." * 30 + "S" + "." * 60, finished=False)
     assert [e for _, e in events].count(EndpointEvent.RESUME) == 0
     assert events[-1] == (52 * FRAME, EndpointEvent.END)
+
+
+def test_a_dip_inside_the_word_that_goes_on_does_not_end_the_turn() -> None:
+    # words, a 260 ms pause, then more words whose first 60 ms has a 20 ms dip: one turn
+    events = judged("SSSSSSSS" + "." * 13 + "S.SS" + "SSSS" + "." * 30, finished=True)
+    kinds = [e for _, e in events]
+    assert kinds.count(EndpointEvent.END) == 1
+    assert events[-1][0] > 29 * FRAME  # ended after the second part, not at the pause

@@ -386,3 +386,34 @@ async def test_a_superseded_speculation_that_ran_is_still_priced() -> None:
     spent = runner.take_discarded("s1")
     assert spent > 0 and runner.take_discarded("s1") == 0.0
     runner.shutdown()
+
+
+async def test_a_promoted_speculation_starts_at_once() -> None:
+    """The end of a turn waits for the session's latest speculation: promoted, it must start
+    on a free worker now, not after the superseded one that still runs (issue 14: 1.2 s of
+    TTFA on a question said with pauses)."""
+    runner = ModelRunner(2)
+    release = threading.Event()
+    started: list[str] = []
+
+    def job(name: str) -> None:
+        started.append(name)
+        if name == "old":
+            release.wait(30)
+
+    async def submit(name: str) -> None:
+        model_owner.set("s")
+        model_priority.set(Priority.SPECULATIVE)
+        await runner.run(job, name)
+
+    old = asyncio.create_task(submit("old"))
+    await asyncio.sleep(0)
+    new = asyncio.create_task(submit("new"))
+    await asyncio.sleep(0)
+    assert runner._free == 1 and len(runner._waiting) == 1  # one speculation per session
+    runner.promote("s")
+    await asyncio.wait_for(new, 3)  # ran while "old" still held its worker
+    assert started == ["old", "new"]
+    release.set()
+    await old
+    runner.shutdown()

@@ -41,3 +41,10 @@ def test_finished_requests_end_at_once(text: str) -> None:
 )
 def test_unfinished_requests_wait(text: str, why: str) -> None:
     assert unfinished_reason(text) == why
+
+
+def test_a_follow_up_is_finished_when_the_history_holds_its_data() -> None:
+    from benchmarks.routing_accuracy import PRIOR
+
+    assert unfinished_reason("Make that a pie chart.") == "missing data"
+    assert unfinished_reason("Make that a pie chart.", PRIOR) is None

@@ -141,8 +141,11 @@ class Settings(BaseSettings):
     # Words speech-to-text should expect (Whisper's prompt, OpenAI's `prompt`). Unset: the
     # tools' vocabulary ("bar chart", "CPU usage", ...); empty: none.
     stt_vocabulary: str | None = Field(default=None, max_length=800)
-    # Whisper's beam: 5 hears a few more of the tool words than 1 (greedy), for ~50 ms more.
+    # Whisper's beam: 5 hears a few more of the tool words than 1 (greedy), for ~50-100 ms
+    # more. Speculative transcriptions (started at a pause, before the turn ends) have that
+    # time to spare; a committed turn's transcription does not.
     stt_beam_size: int = Field(default=1, ge=1, le=8)
+    stt_speculative_beam_size: int = Field(default=5, ge=1, le=8)
 
     # Turn taking.
     turn_detection: TurnDetection = "server_vad"

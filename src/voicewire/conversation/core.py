@@ -343,7 +343,7 @@ class Conversation:
         await asyncio.wait([speculation], timeout=JUDGE_TIMEOUT_S)
         if not speculation.done() or speculation.cancelled() or speculation.exception():
             return True
-        reason = unfinished_reason(speculation.result().text)
+        reason = unfinished_reason(speculation.result().text, self.session.messages())
         if reason is not None:
             self.deps.count("turn_waits", reason)
         return reason is None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 RESUME_GAP_MS = 120.0  # silence after which speech must be confirmed again (min_speech_ms)
+RESUME_MAX_DIP_MS = 80.0  # non-speech inside such speech that does not break it
 
 
 class EndpointEvent(Enum):
@@ -42,6 +43,8 @@ class Endpointer:
         self._paused = False
         self._verdict: str | None = None  # None, "asked" (CHECK sent) or "wait" (unfinished)
         self._resume_start: float | None = None  # speech after a gap, not yet long enough
+        self._resume_speech_ms = 0.0  # ... how much of it so far
+        self._resume_last = 0.0  # ... and where its latest speech frame ended
 
     def update(self, is_speech: bool, t_ms: float, frame_ms: float) -> EndpointEvent | None:
         """Feed one VAD frame that starts at ``t_ms`` and lasts ``frame_ms``."""
@@ -60,12 +63,15 @@ class Endpointer:
                 return EndpointEvent.SPEECH_START
             return None
         if is_speech:
-            # after a real gap, speech must last min_speech_ms to count, as at the onset: a
-            # click or a gust of noise does not restart the end-of-turn silence
+            # after a real gap, min_speech_ms of speech (short dips allowed) must come before
+            # it counts, as at the onset: a click or a gust of noise does not restart the
+            # end-of-turn silence
             if self._resume_start is None and t_ms - self.last_speech_ms >= RESUME_GAP_MS:
-                self._resume_start = t_ms
+                self._resume_start, self._resume_speech_ms = t_ms, 0.0
             if self._resume_start is not None:
-                if t_ms + frame_ms - self._resume_start < cfg.min_speech_ms:
+                self._resume_speech_ms += frame_ms
+                self._resume_last = t_ms + frame_ms
+                if self._resume_speech_ms < cfg.min_speech_ms:
                     return None
                 self._resume_start = None
             self.last_speech_ms = t_ms + frame_ms
@@ -74,7 +80,10 @@ class Endpointer:
                 self._paused = False
                 return EndpointEvent.RESUME
             return None
-        self._resume_start = None
+        if self._resume_start is not None:
+            if t_ms + frame_ms - self._resume_last <= RESUME_MAX_DIP_MS:
+                return None  # perhaps the user going on: decide nothing yet
+            self._resume_start = None  # it was not
         silence = t_ms + frame_ms - self.last_speech_ms
         if silence >= cfg.silence_ms:
             if cfg.max_silence_ms <= cfg.silence_ms:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 
+from voicewire.providers.base import Message
 from voicewire.providers.local.routing import CHART_WORDS, SENTIMENT, plan
 
 # Words a finished sentence does not end on (Whisper writes a period after them all the same).
@@ -52,8 +53,10 @@ def _open_list(text: str) -> bool:
     return not re.search(r"\b(and|then)\b", tail[cut + 1 :], re.I)
 
 
-def unfinished_reason(text: str) -> str | None:
-    """Why ``text`` sounds like the speaker has more to say, or None if it sounds finished."""
+def unfinished_reason(text: str, history: list[Message] | None = None) -> str | None:
+    """Why ``text`` sounds like the speaker has more to say, or None if it sounds finished.
+
+    ``history``: the conversation so far, so "make that a pie chart" after a chart is whole."""
     text = text.strip()
     if not text:
         return None  # nothing heard (noise, a cough): no reason to wait
@@ -64,7 +67,7 @@ def unfinished_reason(text: str) -> str | None:
         return "last word"
     if _open_list(text):
         return "list"
-    planned = plan(text, [])
+    planned = plan(text, history or [])
     sentiment = SENTIMENT.search(text)
     if planned.need_data or (sentiment and (not planned.calls or _POINTS_AHEAD.search(text))):
         return "missing data"

@@ -250,6 +250,7 @@ def _stt(spec: Spec, s: Settings, runner: ModelRunner, net: _Clients) -> STT:
         model,
         vocabulary=s.stt_vocabulary or "",
         beam_size=s.stt_beam_size,
+        speculative_beam_size=s.stt_speculative_beam_size,
     )
 
 

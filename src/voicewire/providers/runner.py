@@ -128,6 +128,7 @@ class ModelRunner:
             for job in self._waiting:
                 if job.owner == owner:
                     job.priority = Priority.INTERACTIVE
+            self._dispatch()  # it may start now: speculative limits no longer hold it back
 
     # ------------------------------------------------------------------ scheduling (locked)
 

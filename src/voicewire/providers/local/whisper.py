@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from voicewire.providers.base import ProviderError, Transcript, Usage
-from voicewire.providers.runner import ModelRunner
+from voicewire.providers.runner import ModelRunner, Priority, model_priority
 
 SAMPLE_RATE = 16_000
 MIN_WINDOW_S = 10.0  # shortest window that does not make Whisper loop
@@ -74,12 +74,16 @@ class WhisperSTT:
         vocabulary: str = "",
         model_path: Path | None = None,
         beam_size: int = 1,
+        speculative_beam_size: int | None = None,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
         from faster_whisper import WhisperModel
 
         self.runner = runner
         self.beam_size = beam_size
+        # a transcription started at a pause has slack (the turn has not ended yet): spend it
+        # on a wider beam, which hears more of the tool words (docs/performance.md)
+        self.speculative_beam_size = speculative_beam_size or beam_size
         self.window_frames = int(max(MIN_WINDOW_S, min(30.0, window_s)) * 100)
         self.name = f"local:faster-whisper/{model}"
         options: dict[str, Any] = {"device": "cpu", "compute_type": "int8", "cpu_threads": threads}
@@ -104,8 +108,10 @@ class WhisperSTT:
     async def transcribe(self, pcm: bytes, sample_rate: int) -> Transcript:
         if sample_rate != SAMPLE_RATE:
             raise ProviderError(self.name, f"expects {SAMPLE_RATE} Hz audio, got {sample_rate}")
+        speculative = model_priority.get() is Priority.SPECULATIVE
+        beam = self.speculative_beam_size if speculative else self.beam_size
         try:
-            text, cpu = await self.runner.run(self._transcribe_sync, pcm)
+            text, cpu = await self.runner.run(self._transcribe_sync, pcm, beam)
         except ProviderError:
             raise
         except Exception as exc:  # a model failure degrades this utterance only
@@ -113,7 +119,7 @@ class WhisperSTT:
         seconds = len(pcm) / 2 / SAMPLE_RATE
         return Transcript(text=text, usage=Usage(audio_seconds=seconds, cpu_seconds=cpu))
 
-    def _transcribe_sync(self, pcm: bytes) -> str:
+    def _transcribe_sync(self, pcm: bytes, beam: int = 1) -> str:
         audio = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
         if audio.size == 0:
             return ""
@@ -122,12 +128,13 @@ class WhisperSTT:
         if frames > FULL_WINDOW_FRAMES:
             return self._long_form(audio)
         window = max(self.window_frames, frames + 50)
-        text = self._decode(features, min(window, FULL_WINDOW_FRAMES), audio.size / SAMPLE_RATE)
+        seconds = audio.size / SAMPLE_RATE
+        text = self._decode(features, min(window, FULL_WINDOW_FRAMES), seconds, beam)
         if _looks_degenerate(text) and window < FULL_WINDOW_FRAMES:
-            text = self._decode(features, FULL_WINDOW_FRAMES, audio.size / SAMPLE_RATE)
+            text = self._decode(features, FULL_WINDOW_FRAMES, seconds, beam)
         return text
 
-    def _decode(self, features: np.ndarray, window: int, seconds: float) -> str:
+    def _decode(self, features: np.ndarray, window: int, seconds: float, beam: int) -> str:
         import ctranslate2
 
         padded = np.zeros((features.shape[0], window), dtype=np.float32)
@@ -136,7 +143,7 @@ class WhisperSTT:
         result = self._model.model.generate(
             ctranslate2.StorageView.from_array(padded[None]),
             [self._prompt],
-            beam_size=self.beam_size,
+            beam_size=beam,
             # People say at most ~4 words/s; bound the decode so a loop cannot run away.
             max_length=len(self._prompt) + min(224, int(seconds * 12) + 16),  # prompt counts
             suppress_blank=True,
