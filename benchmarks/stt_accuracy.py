@@ -43,6 +43,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "base10v-ns3": {"model": "base", "window_s": 10, "vocabulary": VOCABULARY, "denoise": 3},
     "base10v-b3": {"model": "base", "window_s": 10, "vocabulary": VOCABULARY, "beam_size": 3},
     "base10v-b5": {"model": "base", "window_s": 10, "vocabulary": VOCABULARY, "beam_size": 5},
+    "base30v-b5": {"model": "base", "window_s": 30, "vocabulary": VOCABULARY, "beam_size": 5},
     "base10v-nonames": {"model": "base", "window_s": 10, "vocabulary": VOCABULARY_NO_NAMES},
 }
 

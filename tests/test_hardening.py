@@ -70,9 +70,12 @@ async def test_runner_serves_interactive_work_before_speculative_and_drops_cance
 async def test_runner_shares_workers_by_recent_use() -> None:
     runner = ModelRunner(1)
     order: list[str] = []
+    gate = threading.Event()
 
     def job(name: str, seconds: float) -> None:
-        time.sleep(seconds)
+        time.sleep(max(0.0, seconds))
+        if seconds < 0:  # holds the worker until the others are queued
+            gate.wait(5)
         order.append(name)
 
     async def submit(owner: str, seconds: float) -> None:
@@ -80,9 +83,11 @@ async def test_runner_shares_workers_by_recent_use() -> None:
         await runner.run(job, owner, seconds)
 
     await submit("heavy", 0.05)  # heavy has used the model lately
-    first = asyncio.create_task(submit("heavy", 0.0))  # takes the free worker at once
+    first = asyncio.create_task(submit("heavy", -1.0))  # takes the free worker at once
     await asyncio.sleep(0)
     rest = [asyncio.create_task(submit("heavy", 0.0)), asyncio.create_task(submit("light", 0.0))]
+    await asyncio.sleep(0)
+    gate.set()  # (a job that ended before the others were queued made this test flaky)
     await asyncio.gather(first, *rest)
     assert order[2] == "light", order  # light waited behind nothing but the running job
     runner.shutdown()

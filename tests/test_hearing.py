@@ -56,9 +56,8 @@ async def test_requests_with_pauses_inside_are_one_turn(
         row = await one_clip(model_server.ws_url, pcm, len(pcm) - TAIL_BYTES, "vad", True)
         if row["turns"] != 1:
             splits.append((item.text, row["transcript"]))
-    # measured: 1 of 7 split for this voice ("Is this customer email positive or negative?"
-    # + the email: heard as a finished question); a fixed 300 ms silence split most of them
-    assert len(splits) <= 1, splits
+    # measured: none of 7 split for this voice (a fixed 300 ms silence split most of them)
+    assert not splits
 
 
 async def test_a_finished_request_is_not_kept_waiting(
@@ -91,7 +90,7 @@ async def test_tool_words_are_heard_and_routed_on_an_unseen_voice(
         ok += good
         if not good or h < k:
             misses.append((item.text, row["transcript"], row["calls"]))
-    # measured on 2026-12-02: 85 % of keywords, 15 of 18 routed (below the targets of
-    # 92 % and 95 %); these floors catch a regression, they are not the goal
-    assert hits / said >= 0.80, misses
-    assert ok / len(HELD_OUT) >= 0.75, misses
+    # measured on 2026-12-02: 88 % of keywords, 17 of 18 routed (the targets are 92 %
+    # and 95 %); these floors catch a regression, they are not the goal
+    assert hits / said >= 0.85, misses
+    assert ok / len(HELD_OUT) >= 0.83, misses
