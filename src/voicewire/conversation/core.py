@@ -32,7 +32,6 @@ from voicewire.conversation.tasks import TaskSet
 from voicewire.pipeline.audio_input import AudioInput
 from voicewire.pipeline.endpointing import EndpointEvent, EndpointingConfig
 from voicewire.pipeline.turn import Emitter, Tools, Turn, TurnConfig, TurnRequest
-from voicewire.pipeline.turn_end import unfinished_reason
 from voicewire.protocol import (
     INPUT_SAMPLE_RATE,
     Ack,
@@ -58,7 +57,6 @@ from voicewire.session import Session, UtteranceRecord, new_id
 
 log = logging.getLogger(__name__)
 HELD_BACK_S = 2.0  # speech ignored this recently starts the turn that interrupts
-JUDGE_TIMEOUT_S = 3.0  # the longest the end of a turn waits for its words to be judged
 
 
 @dataclass(slots=True)
@@ -276,7 +274,11 @@ class Conversation:
                 await self._on_audio_event(event.kind, event.offset_ms, event.audio)
             if events[-1].kind is not EndpointEvent.CHECK:
                 break
-            end = audio.decide(await self._sounds_finished())
+            # the words so far, judged before more audio is read (speculation.py)
+            reason = await self._speculation.unfinished(self.session.messages())
+            if reason is not None:
+                self.deps.count("turn_waits", reason)
+            end = audio.decide(reason is None)
             events = ([end] if end else []) + audio.feed(b"", now)
         held = audio.speech_run_ms >= cfg.interrupt_min_speech_ms
         if self.barge_in and held and not self._took_floor and self._reply_active():
@@ -330,23 +332,6 @@ class Conversation:
         """The endpointer's ``max_silence_ms``: 0 (a fixed silence) without speculative STT,
         which is what the words are judged from."""
         return float(self.max_silence_ms) if self.cfg.speculative_stt_ms else 0.0
-
-    async def _sounds_finished(self) -> bool:
-        """The user has been silent ``silence_ms``: do their words sound finished? Judged on
-        the speculative transcript started at the pause, which this waits for; the audio that
-        arrives meanwhile waits too, so the verdict is the same whether audio comes in real
-        time or in a burst (where each such pause costs a transcription's time)."""
-        speculation = self._speculation.current
-        if speculation is None:
-            return True  # nothing to judge the words by: silence alone decides
-        self.deps.promote(self.session.id)  # someone waits for it now
-        await asyncio.wait([speculation], timeout=JUDGE_TIMEOUT_S)
-        if not speculation.done() or speculation.cancelled() or speculation.exception():
-            return True
-        reason = unfinished_reason(speculation.result().text, self.session.messages())
-        if reason is not None:
-            self.deps.count("turn_waits", reason)
-        return reason is None
 
     # ------------------------------------------------------------------ barge-in
 

@@ -1,5 +1,8 @@
 """Speculative transcription: start transcribing at a pause, before the turn is known to end.
 
+Its text also decides whether the pause ends the turn: words that sound unfinished wait
+longer (``pipeline/turn_end.py``).
+
 If the user does not speak again before the end-of-turn silence has passed, the transcript is
 ready when the turn ends. At most one per session, as low-priority model work: a newer pause
 supersedes the older job, which is dropped if it has not started (a running one finishes; the
@@ -13,9 +16,12 @@ import contextvars
 from collections.abc import Callable
 
 from voicewire.conversation.tasks import TaskSet
+from voicewire.pipeline.turn_end import unfinished_reason
 from voicewire.protocol import INPUT_SAMPLE_RATE
-from voicewire.providers.base import STT, Transcript
+from voicewire.providers.base import STT, Message, Transcript
 from voicewire.providers.runner import Priority, model_priority
+
+JUDGE_TIMEOUT_S = 3.0  # the longest the end of a turn waits for its words to be judged
 
 
 class Speculation:
@@ -37,10 +43,20 @@ class Speculation:
             expected_failures=True,
         )
 
-    @property
-    def current(self) -> asyncio.Task[Transcript] | None:
-        """The speculation in flight or done, for the turn so far (None after a resume)."""
-        return self._task
+    async def unfinished(self, history: list[Message]) -> str | None:
+        """The user has been silent ``silence_ms``: why do their words sound unfinished (None:
+        they sound finished, or there is nothing to judge them by)? Waits for this
+        speculation, which now has someone waiting for it. The caller reads no more audio
+        meanwhile, so the verdict is the same in real time and in a burst (where each such
+        pause costs a transcription's time)."""
+        task = self._task
+        if task is None:
+            return None  # silence alone decides
+        self._promote()
+        await asyncio.wait([task], timeout=JUDGE_TIMEOUT_S)
+        if not task.done() or task.cancelled() or task.exception() is not None:
+            return None
+        return unfinished_reason(task.result().text, history)
 
     def drop(self) -> None:
         """The user spoke again, or the turn went away: that transcript is stale."""
