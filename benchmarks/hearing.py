@@ -58,13 +58,16 @@ def routed(item: Item, calls: list[tuple[str, dict[str, Any]]]) -> bool:
 
 
 async def one_clip(
-    url: str, pcm: bytes, speech_bytes: int, mode: str, burst: bool
+    url: str, pcm: bytes, speech_bytes: int, mode: str, burst: bool, barge_in: bool = False
 ) -> dict[str, Any]:
+    """One request in a fresh session. ``barge_in``: as served by default, speech during a reply
+    being made interrupts it; a reply cut before it said a word is joined to what follows, so
+    only the turns that completed count (without it, every utterance counts)."""
     client = await Client.connect(url)
     try:
         detection = "manual" if mode == "commit" else "server_vad"
         await client.send_json(
-            {"type": "session_update", "turn_detection": detection, "barge_in": False}
+            {"type": "session_update", "turn_detection": detection, "barge_in": barge_in}
         )
         await client.expect("ack")
         await client.stream_audio(pcm[:speech_bytes], realtime=not burst)
@@ -74,6 +77,8 @@ async def one_clip(
         else:  # the room goes on, as an open microphone's does
             await client.stream_audio(pcm[speech_bytes:], realtime=not burst)
         await client.send_json({"type": "ping", "ref": "end"})  # answered after all audio
+        heard: dict[str, list[str]] = {}
+        called: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         transcripts: list[str] = []
         calls: list[tuple[str, dict[str, Any]]] = []
         open_turns: set[str] = set()
@@ -89,15 +94,23 @@ async def one_clip(
             elif kind in ("speech_started", "ack") and frame.utterance_id:
                 open_turns.add(frame.utterance_id)
             elif kind == "stt_complete":
-                transcripts.append(frame.text)  # type: ignore[attr-defined]
+                text = frame.text  # type: ignore[attr-defined]
+                heard.setdefault(frame.utterance_id or "", []).append(text)
             elif kind == "tool_call_start":
-                calls.append((frame.name, frame.arguments))  # type: ignore[attr-defined]
+                called.setdefault(frame.utterance_id or "", []).append(
+                    (frame.name, frame.arguments)  # type: ignore[attr-defined]
+                )
             elif kind == "tts_chunk" and first_audio is None:
                 first_audio = received.at_ms
             elif kind == "utterance_complete":
-                open_turns.discard(frame.utterance_id or "")
-                if frame.status != "ignored":  # type: ignore[attr-defined]
-                    turns += 1
+                uid = frame.utterance_id or ""
+                open_turns.discard(uid)
+                status = frame.status  # type: ignore[attr-defined]
+                if status == "ignored" or (barge_in and status == "interrupted"):
+                    continue
+                turns += 1
+                transcripts += heard.get(uid, [])
+                calls += called.get(uid, [])
         return {
             "turns": turns,
             "transcript": " | ".join(transcripts),
@@ -115,6 +128,7 @@ async def run(
     noises: list[tuple[str, float] | None],
     mode: str,
     burst: bool,
+    barge_in: bool = False,
 ) -> list[dict[str, Any]]:
     synth = Synth()
     rows = []
@@ -123,7 +137,7 @@ async def run(
             for i, item in enumerate(items):
                 pcm = render(synth, item, voice, noise, seed=i)
                 speech_bytes = len(pcm) - INPUT_SAMPLE_RATE * TRAILING_MS // 1000 * 2
-                row = await one_clip(url, pcm, speech_bytes, mode, burst)
+                row = await one_clip(url, pcm, speech_bytes, mode, burst, barge_in)
                 hits, said = keyword_hits(item, row["transcript"])
                 row.update(
                     text=item.text,
@@ -177,6 +191,9 @@ def main() -> None:
     parser.add_argument("--voices", help="comma-separated indices into the set's voices")
     parser.add_argument("--mode", choices=["vad", "commit"], default="vad")
     parser.add_argument("--realtime", action="store_true", help="stream at a microphone's pace")
+    parser.add_argument(
+        "--barge-in", action="store_true", help="as served by default (see one_clip)"
+    )
     parser.add_argument("--url", help="use a running server instead of starting one")
     parser.add_argument("--env", action="append", default=[], help="VAR=VALUE for the server")
     parser.add_argument("--out", type=Path, help="write the raw results as JSON")
@@ -194,7 +211,9 @@ def main() -> None:
         proc, base = start_server(env, None)
         url = base.replace("http", "ws", 1) + "/ws/multimodal"
     try:
-        rows = asyncio.run(run(url, items, voices, noises, args.mode, not args.realtime))
+        rows = asyncio.run(
+            run(url, items, voices, noises, args.mode, not args.realtime, args.barge_in)
+        )
     finally:
         if proc is not None:
             proc.terminate()
