@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
+
 from tests.conftest import Fakes, RunningServer, Speaker, check_invariants, silence
 from voicewire.client import Client
 
@@ -137,6 +139,10 @@ async def test_a_pause_after_unfinished_words_does_not_end_the_turn(
     stt = result.first("stt_complete")
     assert stt is not None and stt.text == whole  # type: ignore[attr-defined]
     await client.close()
+    async with httpx.AsyncClient(base_url=srv.base) as http:
+        assert (await http.get("/metrics")).json()["turn_waits"] == {"punctuation": 1}
+        prom = (await http.get("/metrics/prometheus")).text
+    assert 'voicewire_turn_waits_total{reason="punctuation"} 1.0' in prom
 
 
 async def test_with_a_fixed_silence_the_same_pause_ends_the_turn(

@@ -50,6 +50,14 @@ class RuntimeCollector(Collector):
         for reason, n in rt.metrics.interruptions.items():
             interruptions.add_metric([reason], n)
         yield interruptions
+        waits = CounterMetricFamily(
+            "voicewire_turn_waits",
+            "Pauses not taken as the end of a turn: the words sounded unfinished, by why",
+            labels=["reason"],
+        )
+        for reason, n in rt.metrics.turn_waits.items():
+            waits.add_metric([reason], n)
+        yield waits
         cost = CounterMetricFamily(
             "voicewire_cost_usd", "Accumulated cost in USD", labels=["component"]
         )

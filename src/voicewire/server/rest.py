@@ -90,6 +90,7 @@ async def metrics(request: Request) -> dict[str, Any]:
         "model_queue": rt.runner.pending,
         "turns": snap["turns"],
         "interruptions": snap["interruptions"],
+        "turn_waits": snap["turn_waits"],
         "errors": snap["errors"],
         "fallbacks": snap["fallbacks"],
         "connections_total": snap["connections_total"],
