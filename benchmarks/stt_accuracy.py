@@ -4,6 +4,9 @@ Compares embedded Whisper configurations (model, encoder window, vocabulary prom
 server, to choose the default:
 
     python -m benchmarks.stt_accuracy tiny30,tiny10,tiny10v,base10,base10v tune
+
+The ``-ns`` configurations run WebRTC noise suppression first: ``pip install pywebrtc-audio``
+(not a dependency: it did not help, docs/performance.md).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class Endpointer:
         self._run_start: float | None = None  # start of the current speech run before onset
         self._paused = False
         self._verdict: str | None = None  # None, "asked" (CHECK sent) or "wait" (unfinished)
-        self._resume_start: float | None = None  # speech after a gap, not yet long enough
+        self._resuming = False  # speech after a gap, not yet long enough to count
         self._resume_speech_ms = 0.0  # ... how much of it so far
         self._resume_last = 0.0  # ... and where its latest speech frame ended
 
@@ -66,24 +66,24 @@ class Endpointer:
             # after a real gap, min_speech_ms of speech (short dips allowed) must come before
             # it counts, as at the onset: a click or a gust of noise does not restart the
             # end-of-turn silence
-            if self._resume_start is None and t_ms - self.last_speech_ms >= RESUME_GAP_MS:
-                self._resume_start, self._resume_speech_ms = t_ms, 0.0
-            if self._resume_start is not None:
+            if not self._resuming and t_ms - self.last_speech_ms >= RESUME_GAP_MS:
+                self._resuming, self._resume_speech_ms = True, 0.0
+            if self._resuming:
                 self._resume_speech_ms += frame_ms
                 self._resume_last = t_ms + frame_ms
                 if self._resume_speech_ms < cfg.min_speech_ms:
                     return None
-                self._resume_start = None
+                self._resuming = False
             self.last_speech_ms = t_ms + frame_ms
             self._verdict = None  # whatever was judged, the user went on
             if self._paused:
                 self._paused = False
                 return EndpointEvent.RESUME
             return None
-        if self._resume_start is not None:
+        if self._resuming:
             if t_ms + frame_ms - self._resume_last <= RESUME_MAX_DIP_MS:
                 return None  # perhaps the user going on: decide nothing yet
-            self._resume_start = None  # it was not
+            self._resuming = False  # it was not
         silence = t_ms + frame_ms - self.last_speech_ms
         if silence >= cfg.silence_ms:
             if cfg.max_silence_ms <= cfg.silence_ms:
@@ -117,7 +117,7 @@ class Endpointer:
         self._run_start = None
         self._paused = False
         self._verdict = None
-        self._resume_start = None
+        self._resuming = False
 
 
 class SpeechRun:

@@ -6,8 +6,8 @@ derived here when Prometheus scrapes, so the hot path pays nothing for it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -22,42 +22,27 @@ class RuntimeCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         rt = self.rt
-        turns = CounterMetricFamily(
-            "voicewire_turns", "Utterances by final status", labels=["status"]
-        )
-        for status, n in rt.metrics.turns.items():
-            turns.add_metric([status], n)
-        yield turns
-        errors = CounterMetricFamily(
-            "voicewire_errors", "Error frames sent, by code", labels=["code"]
-        )
-        for code, n in rt.metrics.errors.items():
-            errors.add_metric([code], n)
-        yield errors
-        fallbacks = CounterMetricFamily(
+        m = rt.metrics
+        yield _counts("voicewire_turns", "Utterances by final status", ["status"], m.turns)
+        yield _counts("voicewire_errors", "Error frames sent, by code", ["code"], m.errors)
+        yield _counts(
             "voicewire_provider_fallbacks",
             "Calls a provider failed (or was skipped) and the next in its chain took",
-            labels=["stage", "provider"],
+            ["stage", "provider"],
+            m.fallbacks,
         )
-        for (stage, provider), n in rt.metrics.fallbacks.items():
-            fallbacks.add_metric([stage, provider], n)
-        yield fallbacks
-        interruptions = CounterMetricFamily(
+        yield _counts(
             "voicewire_interruptions",
             "Replies the user talked over (barge-in), by what interrupted",
-            labels=["reason"],
+            ["reason"],
+            m.interruptions,
         )
-        for reason, n in rt.metrics.interruptions.items():
-            interruptions.add_metric([reason], n)
-        yield interruptions
-        waits = CounterMetricFamily(
+        yield _counts(
             "voicewire_turn_waits",
             "Pauses not taken as the end of a turn: the words sounded unfinished, by why",
-            labels=["reason"],
+            ["reason"],
+            m.turn_waits,
         )
-        for reason, n in rt.metrics.turn_waits.items():
-            waits.add_metric([reason], n)
-        yield waits
         cost = CounterMetricFamily(
             "voicewire_cost_usd", "Accumulated cost in USD", labels=["component"]
         )
@@ -91,3 +76,11 @@ class RuntimeCollector(Collector):
                 "Event-loop lag, last sample",
                 value=s.loop_lag_ms / 1000,
             )
+
+
+def _counts(name: str, doc: str, labels: list[str], counter: Mapping[Any, int]) -> Metric:
+    """A counter family from a Counter keyed by one label value or a tuple of them."""
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for key, n in counter.items():
+        family.add_metric(list(key) if isinstance(key, tuple) else [key], n)
+    return family
