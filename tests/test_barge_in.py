@@ -383,3 +383,19 @@ async def test_only_clients_that_report_playback_can_interrupt_a_finished_reply(
         late = of(frames, "utterance_interrupted", uid)
         assert len(late) == (1 if reports else 0), reports
         await client.close()
+
+
+async def test_speech_sent_in_one_frame_still_interrupts(
+    fake_server: Make, long_reply: Fakes, speaker: Speaker
+) -> None:
+    """A recording sent whole (or a burst after a network stall) is heard as it would have
+    been in real time: the speech takes the floor before its own end of turn is reached."""
+    srv = fake_server()
+    client = await Client.connect(srv.ws_url)
+    uid = await start_reply(client)
+    speech = speaker.say("Wait, stop please.") + silence(800)
+    await client.stream_audio(speech, chunk_ms=len(speech) // 32, realtime=False)  # one frame
+    frames = await read_until(client, completes(uid))
+    assert of(frames, "utterance_complete", uid)[0].status == "interrupted"
+    assert of(frames, "utterance_interrupted", uid)[0].reason == "speech"
+    await client.close()

@@ -227,3 +227,26 @@ async def test_closing_cancels_every_task_and_accounts_nothing_twice() -> None:
     assert len(h.conv.tasks) == 2  # the worker and its turn
     await h.conv.aclose()
     assert len(h.conv.tasks) == 0 and h.turns == ["cancelled"]
+
+
+async def test_a_reply_does_not_wait_for_the_bill_of_the_input_before_it() -> None:
+    """A Realtime client commits audio, then asks for a response: the response must not wait
+    for the transcription's cost to be committed to the ledger (a disk write)."""
+    h = Harness(FakeLLM([FakeLLMStep("Hello.")]))
+    ledger_free = asyncio.Event()  # a ledger that never finishes writing
+
+    async def slow_account(session: Session, request: Any, turn: Any) -> CostUpdate:
+        await ledger_free.wait()
+        return await h._account(session, request, turn)
+
+    later: list[str] = []
+    h.deps.account = slow_account
+    h.deps.account_later = lambda session, request, turn: later.append(request.record.id)
+    assert await h.conv.user_audio(b"\x01\x00" * 16000, None, respond=False, uid="u_in")
+    assert await h.conv.respond(None, "u_reply")
+    await h.until("tts_chunk")  # the reply speaks while the input's bill is still unwritten
+    assert later == ["u_in"]
+    assert h.session.messages()[0] == {"role": "user", "content": "hello"}
+    ledger_free.set()
+    await h.until("utterance_complete", 2)
+    await h.conv.aclose()

@@ -159,6 +159,9 @@ def bench_run(
     ] = None,
     think_time: Annotated[float, typer.Option(help="Seconds between a session's turns")] = 0.0,
     input_kind: Annotated[str, typer.Option("--input", help="text or audio")] = "text",
+    protocol: Annotated[
+        str, typer.Option(help="multimodal (/ws/multimodal) or realtime (/v1/realtime)")
+    ] = "multimodal",
     profile: Annotated[
         str, typer.Option(help="Simulated profile of a started server")
     ] = "realistic",
@@ -182,7 +185,7 @@ def bench_run(
     server_env = dict(item.split("=", 1) for item in env or [])
     result = run(
         _levels(levels), duration, think_time, input_kind, profile, url, server_pid,
-        server_cpus, restart_per_level, server_env, turn_timeout, turns,
+        server_cpus, restart_per_level, server_env, turn_timeout, turns, protocol,
     )  # fmt: skip
     html = write_report(result, out)
     console.print(f"wrote {out} and {html}")

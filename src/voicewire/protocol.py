@@ -20,8 +20,9 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 # 1.1: barge-in (interrupt, playback, utterance_interrupted, reply_heard);
-# 1.2: session_update.max_silence_ms (semantic end of turn)
-PROTOCOL_VERSION = "1.2"
+# 1.2: session_update.max_silence_ms (semantic end of turn);
+# 1.3: tool_call_start.client, metrics_update.llm_tokens
+PROTOCOL_VERSION = "1.3"
 INPUT_SAMPLE_RATE = 16_000
 
 
@@ -264,6 +265,7 @@ class ToolCallStart(ServerFrame):
     call_id: str
     name: str
     arguments: dict[str, Any]
+    client: bool | None = None  # true: a tool the client declared and runs; the reply ends here
 
 
 class ToolCallComplete(ServerFrame):
@@ -345,9 +347,18 @@ class StageTimings(BaseModel):
     )
 
 
+class TokenCounts(BaseModel):
+    """LLM tokens one utterance used, over every step and provider."""
+
+    input: int = 0
+    cached: int = 0  # of ``input``, served from the provider's prompt cache
+    output: int = 0
+
+
 class MetricsUpdate(ServerFrame):
     type: Literal["metrics_update"] = "metrics_update"
     timings: StageTimings
+    llm_tokens: TokenCounts | None = None  # absent: the LLM did not run
 
 
 class CostUpdate(ServerFrame):

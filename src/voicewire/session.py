@@ -100,7 +100,7 @@ class Session:
 
     def messages(self) -> list[Message]:
         """The conversation so far (last N turns, tool calls included), for the LLM."""
-        return [m for _, turn in self._history for m in turn]
+        return well_formed([m for _, turn in self._history for m in turn])
 
     def add_turn(self, messages: list[Message], utterance_id: str = "") -> None:
         if self._history.maxlen:
@@ -147,6 +147,33 @@ class Session:
             "charts": len(self.charts),
             "cost_usd": money(self.cost_usd),
         }
+
+
+def well_formed(messages: list[Message]) -> list[Message]:
+    """``messages`` as a Chat Completions API accepts them: every tool call answered by its
+    result and every result after its call. A client's function call waits for its output;
+    the oldest turns fall out of the history; a client may delete either half."""
+    if not any("tool_calls" in m or m.get("role") == "tool" for m in messages):
+        return messages
+    answered = {m.get("tool_call_id") for m in messages if m.get("role") == "tool"}
+    called: set[str] = set()
+    out: list[Message] = []
+    for m in messages:
+        if m.get("role") == "tool":
+            if m.get("tool_call_id") in called:
+                out.append(m)
+            continue
+        if calls := m.get("tool_calls"):
+            kept = [c for c in calls if c.get("id") in answered]
+            called.update(c.get("id") for c in kept)
+            if kept:
+                m = {**m, "tool_calls": kept} if len(kept) < len(calls) else m
+            elif m.get("content"):
+                m = {"role": m["role"], "content": m["content"]}
+            else:
+                continue
+        out.append(m)
+    return out
 
 
 class SessionStore:

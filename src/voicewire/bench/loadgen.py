@@ -13,6 +13,7 @@ skipped by length, JSON only for ``utterance_complete``, ``error`` and ``cost_up
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import random
@@ -39,6 +40,7 @@ class LevelConfig:
     turn_timeout_s: float = 60.0
     warmup_turns: int = 1
     input: str = "text"  # text | audio
+    protocol: str = "multimodal"  # multimodal (/ws/multimodal) | realtime (/v1/realtime)
     max_handshakes: int = 64
     server_pid: int | None = None
 
@@ -71,12 +73,43 @@ class TurnFailed(Exception):
         self.kind = kind
 
 
-AUDIO_CLIP = b"".join(
-    int(3000 * ((i // 40) % 2 * 2 - 1)).to_bytes(2, "little", signed=True) for i in range(16000)
-)  # 1 s of a 200 Hz square wave: the simulated STT does not listen, the VAD is not involved
+def _square(rate: int) -> bytes:
+    """1 s of a 200 Hz square wave: the simulated STT does not listen, the VAD is not involved."""
+    half = rate // 400
+    return b"".join(
+        int(3000 * ((i // half) % 2 * 2 - 1)).to_bytes(2, "little", signed=True)
+        for i in range(rate)
+    )
+
+
+AUDIO_CLIP = _square(16_000)
+AUDIO_CLIP_24K_B64 = [  # the same for /v1/realtime: 24 kHz, base64, in 100 ms appends
+    base64.b64encode(chunk).decode()
+    for pcm in [_square(24_000)]
+    for chunk in (pcm[i : i + 4800] for i in range(0, len(pcm), 4800))
+]
+RT_ITEM = json.dumps(
+    {
+        "type": "conversation.item.create",
+        "item": {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": TEXT}],
+        },
+    }
+)
+
+
+async def _recv(ws: ClientConnection, deadline: float) -> str | bytes:
+    try:
+        return await asyncio.wait_for(ws.recv(), max(0.001, deadline - time.perf_counter()))
+    except TimeoutError:
+        raise TurnFailed("timeout") from None
 
 
 async def run_turn(ws: ClientConnection, cfg: LevelConfig) -> TurnSample:
+    if cfg.protocol == "realtime":
+        return await run_realtime_turn(ws, cfg)
     start = time.perf_counter()
     if cfg.input == "audio":
         for i in range(0, len(AUDIO_CLIP), 3200):
@@ -90,10 +123,7 @@ async def run_turn(ws: ClientConnection, cfg: LevelConfig) -> TurnSample:
     cost: float | None = None
     deadline = start + cfg.turn_timeout_s
     while True:
-        try:
-            message = await asyncio.wait_for(ws.recv(), max(0.001, deadline - time.perf_counter()))
-        except TimeoutError:
-            raise TurnFailed("timeout") from None
+        message = await _recv(ws, deadline)
         if isinstance(message, bytes):
             if ttfa is None:
                 ttfa = (time.perf_counter() - start) * 1000
@@ -113,13 +143,54 @@ async def run_turn(ws: ClientConnection, cfg: LevelConfig) -> TurnSample:
             raise TurnFailed(f"error_{json.loads(message).get('code')}")
 
 
+async def run_realtime_turn(ws: ClientConnection, cfg: LevelConfig) -> TurnSample:
+    """One turn over the OpenAI Realtime protocol: the same work as ``run_turn``."""
+    start = time.perf_counter()
+    if cfg.input == "audio":
+        for chunk in AUDIO_CLIP_24K_B64:
+            await ws.send(f'{{"type":"input_audio_buffer.append","audio":"{chunk}"}}')
+        start = time.perf_counter()
+        await ws.send('{"type":"input_audio_buffer.commit"}')
+    else:
+        await ws.send(RT_ITEM)
+    await ws.send('{"type":"response.create"}')
+    ttfa: float | None = None
+    audio = 0
+    cost: float | None = None
+    deadline = start + cfg.turn_timeout_s
+    while True:
+        message = await _recv(ws, deadline)
+        head = message[:48]
+        if '"response.output_audio.delta"' in head:
+            if ttfa is None:
+                ttfa = (time.perf_counter() - start) * 1000
+            audio += (len(message) - message.index('"delta":"') - 30) * 3 // 4  # about
+        elif '"response.done"' in head:
+            response = json.loads(message)["response"]
+            if response["status"] != "completed":
+                raise TurnFailed(f"status_{response['status']}")
+            if not audio:
+                raise TurnFailed("no_audio")
+            total = response.get("voicewire", {}).get("cost_usd", {}).get("total_usd")
+            cost = float(total) if total is not None else None
+            return TurnSample(ttfa, (time.perf_counter() - start) * 1000, audio, cost)
+        elif '"type":"error"' in head:
+            raise TurnFailed(f"error_{json.loads(message)['error'].get('code')}")
+
+
 async def open_session(cfg: LevelConfig, gate: asyncio.Semaphore) -> ClientConnection:
     async with gate:
         ws = await connect(
             cfg.url, max_size=None, compression=None, ping_interval=None, open_timeout=120
         )
-        await asyncio.wait_for(ws.recv(), 120)  # init
-        if cfg.input == "audio":
+        await asyncio.wait_for(ws.recv(), 120)  # init, or session.created
+        if cfg.protocol == "realtime" and cfg.input == "audio":
+            await ws.send(
+                '{"type":"session.update","session":{"type":"realtime",'
+                '"audio":{"input":{"turn_detection":null}}}}'
+            )
+            await asyncio.wait_for(ws.recv(), 120)  # session.updated
+        elif cfg.input == "audio":
             await ws.send('{"type":"session_update","turn_detection":"manual"}')
             await asyncio.wait_for(ws.recv(), 120)  # ack
         return ws

@@ -130,14 +130,18 @@ def run(
     server_env: dict[str, str],
     turn_timeout_s: float,
     turns: int | None = None,
+    protocol: str = "multimodal",
 ) -> dict[str, Any]:
     raise_fd_limit()
     env = {"VOICEWIRE_PROFILE": profile, **server_env}
     rows: list[dict[str, Any]] = []
 
     def one(ws_url: str, pid: int | None, level: int) -> None:
+        if protocol == "realtime":
+            ws_url = ws_url.replace("/ws/multimodal", "/v1/realtime")
         cfg = LevelConfig(
             url=ws_url,
+            protocol=protocol,
             concurrency=level,
             duration_s=duration_s,
             turns=turns,
@@ -170,6 +174,7 @@ def run(
             "turns": turns,
             "think_time_s": think_time_s,
             "input": input_kind,
+            "protocol": protocol,
             "server_cpus": server_cpus,
             "client_cpus": sorted(os.sched_getaffinity(0)),
             "server_env": _masked(env) if url is None else None,

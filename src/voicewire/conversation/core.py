@@ -31,7 +31,7 @@ from voicewire.conversation.speculation import Speculation
 from voicewire.conversation.tasks import TaskSet
 from voicewire.pipeline.audio_input import AudioInput
 from voicewire.pipeline.endpointing import EndpointEvent, EndpointingConfig
-from voicewire.pipeline.turn import Emitter, Tools, Turn, TurnConfig, TurnRequest
+from voicewire.pipeline.turn import Emitter, ReplyOptions, Tools, Turn, TurnConfig, TurnRequest
 from voicewire.protocol import (
     INPUT_SAMPLE_RATE,
     Ack,
@@ -46,16 +46,18 @@ from voicewire.protocol import (
     SpeechStarted,
     SpeechStopped,
     StageTimings,
+    TokenCounts,
     TtsChunk,
     UtteranceCancelled,
     UtteranceComplete,
     UtteranceInterrupted,
 )
-from voicewire.providers.base import Providers, Usage
+from voicewire.providers.base import Message, Providers, Usage
 from voicewire.providers.runner import model_owner
 from voicewire.session import Session, UtteranceRecord, new_id
 
 log = logging.getLogger(__name__)
+MIC_PIECE_BYTES = 3200  # 100 ms of 16 kHz PCM
 HELD_BACK_S = 2.0  # speech ignored this recently starts the turn that interrupts
 
 
@@ -103,6 +105,8 @@ class Conversation:
         self.barge_in = self.cfg.barge_in
         self.reports_playback = False  # the client plays replies and says how far it got
         self.max_silence_ms = self.cfg.max_silence_ms
+        self.options = ReplyOptions()  # how replies are made (instructions, client tools...)
+        self.auto_respond = True  # a turn the VAD ends is answered (else it only joins history)
         self.tasks = TaskSet(session.id)
         self._queue: deque[TurnRequest] = deque()
         self._worker: asyncio.Task[None] | None = None
@@ -159,17 +163,48 @@ class Conversation:
             await self.error(ErrorCode.TEXT_TOO_LONG, message, ref)
         else:
             record = UtteranceRecord(new_id("u"), "text")
-            request = TurnRequest(record, time.perf_counter(), text=text)
+            request = TurnRequest(record, time.perf_counter(), text=text, options=self.options)
             await self._submit(request, "user_text", ref)
 
-    async def user_audio(self, pcm: bytes, ref: str | None) -> None:
-        """A one-shot clip, already decoded to 16 kHz PCM by the adapter."""
-        if await self._within_duration(len(pcm), ref):
-            record = UtteranceRecord(new_id("u"), "audio")
-            request = TurnRequest(record, time.perf_counter(), audio=pcm)
-            await self._submit(request, "user_audio", ref)
+    async def user_audio(
+        self, pcm: bytes, ref: str | None, respond: bool = True, uid: str | None = None
+    ) -> bool:
+        """A one-shot clip, already decoded to 16 kHz PCM by the adapter; ``uid``: the id the
+        adapter chose for it (so it knows the id before the turn's first event)."""
+        if not await self._within_duration(len(pcm), ref):
+            return False
+        record = UtteranceRecord(uid or new_id("u"), "audio")
+        request = TurnRequest(
+            record, time.perf_counter(), audio=pcm, respond=respond, options=self.options
+        )
+        return await self._submit(request, "user_audio", ref)
 
-    async def commit(self, ref: str | None) -> None:
+    async def add(self, messages: list[Message], ref: str | None, uid: str) -> bool:
+        """Messages the client puts in the conversation (in turn order: after what runs and
+        waits), with no reply, filed under utterance ``uid``."""
+        record = UtteranceRecord(uid, "text")
+        request = TurnRequest(record, time.perf_counter(), respond=False, add=messages)
+        return await self._submit(request, "add", ref)
+
+    async def respond(self, ref: str | None, uid: str, options: ReplyOptions | None = None) -> bool:
+        """Answer the conversation as it stands, with no new input, as utterance ``uid``."""
+        record = UtteranceRecord(uid, "text")
+        request = TurnRequest(record, time.perf_counter(), options=options or self.options)
+        return await self._submit(request, "respond", ref)
+
+    def responding(self) -> bool:
+        """A reply is being made or waits to be."""
+        running = self._running is not None and self._running[0].respond
+        return running or any(r.respond for r in self._queue)
+
+    def clear_input(self) -> None:
+        """Forget the microphone audio not yet committed (and what was guessed from it)."""
+        if self._audio is not None:
+            self._audio.take()
+        self._audio_uid = None
+        self._speculation.drop()
+
+    async def commit(self, ref: str | None, respond: bool = True) -> None:
         audio = self._audio.take() if self._audio else b""
         uid, self._audio_uid = self._audio_uid, None
         speculation = self._speculation.hand_over()
@@ -179,7 +214,14 @@ class Conversation:
             await self.error(ErrorCode.NO_AUDIO, "no audio was streamed since the last commit", ref)
             return
         record = UtteranceRecord(uid, "audio")
-        request = TurnRequest(record, time.perf_counter(), audio=audio, speculative=speculation)
+        request = TurnRequest(
+            record,
+            time.perf_counter(),
+            audio=audio,
+            speculative=speculation,
+            respond=respond,
+            options=self.options,
+        )
         await self._submit(request, "audio_commit", ref)
 
     async def update(
@@ -263,11 +305,19 @@ class Conversation:
                 cfg.vad_energy_floor,
                 cfg.vad_noise_ratio,
             )
+        # a long frame (a burst, a recording sent whole) is heard piece by piece, so that
+        # barge-in is decided as often as for audio that comes in real time
+        now = time.perf_counter()
+        for i in range(0, len(pcm), MIC_PIECE_BYTES):
+            await self._hear(pcm[i : i + MIC_PIECE_BYTES], now)
+
+    async def _hear(self, pcm: bytes, now: float) -> None:
+        cfg = self.cfg
         audio = self._audio
+        assert audio is not None
         if self._audio_uid is None and not audio.vad_ends_turns:
             self._audio_uid = new_id("u")
         audio.set_floor(self._speech_floor())
-        now = time.perf_counter()
         events = audio.feed(pcm, now)
         while events:
             for event in events:
@@ -324,7 +374,12 @@ class Conversation:
                         speculation = None
             record = UtteranceRecord(uid, "audio")
             request = TurnRequest(
-                record, audio.last_speech_at, audio=turn_audio, speculative=speculation
+                record,
+                audio.last_speech_at,
+                audio=turn_audio,
+                speculative=speculation,
+                respond=self.auto_respond,
+                options=self.options,
             )
             await self._submit(request, None, None)
 
@@ -405,20 +460,21 @@ class Conversation:
         await self.error(ErrorCode.AUDIO_TOO_LONG, message, ref, uid)
         return False
 
-    async def _submit(self, request: TurnRequest, ack_for: str | None, ref: str | None) -> None:
+    async def _submit(self, request: TurnRequest, ack_for: str | None, ref: str | None) -> bool:
         uid = request.record.id
         self._took_floor = False  # the next speech must take the floor anew
         depth = len(self._queue) + (1 if self._running else 0)
         if depth >= self.cfg.max_queued_utterances:
             _discard(request)  # its turn will not run
             await self.error(ErrorCode.BUSY, f"{depth} utterances are already waiting", ref, uid)
-            return
+            return False
         if ack_for is not None:
             await self.send(Ack(request=ack_for, utterance_id=uid, ref=ref))
         self.session.record(request.record)
         self._queue.append(request)
         if self._worker is None or self._worker.done():
             self._worker = self.tasks.create(self._drain(), "turns")
+        return True
 
     async def _drain(self) -> None:
         model_owner.set(self.session.id)
@@ -452,10 +508,15 @@ class Conversation:
                 await self.error(ErrorCode.INTERNAL, message, None, uid)
             finally:
                 self._running = None
-            self.deps.record_turn(status, turn.timings)
+            if request.respond:  # input that only joins the history is not a turn
+                self.deps.record_turn(status, turn.timings)
             if wasted := self.deps.take_discarded(self.session.id):  # superseded transcripts
                 turn.usage.add("stt", self.deps.providers().stt.name, Usage(cpu_seconds=wasted))
-            cost = await self.deps.account(self.session, request, turn)
+            if request.respond:
+                cost = await self.deps.account(self.session, request, turn)
+            else:  # input that only joins the history: a reply may wait behind it, not its bill
+                self.deps.account_later(self.session, request, turn)
+                cost = None
             await self._report(uid, status, turn, cost)
 
     def _unwound(self, request: TurnRequest, turn: Turn) -> str:
@@ -483,7 +544,8 @@ class Conversation:
             # until the client reports its playout, everything sent counts as heard
             await self._stopped(uid, why, reply, reply.sent_ms)
         if timings is not None:
-            await self.send(MetricsUpdate(utterance_id=uid, timings=timings))
+            tokens = _llm_tokens(turn) if turn is not None else None
+            await self.send(MetricsUpdate(utterance_id=uid, timings=timings, llm_tokens=tokens))
         if cost is not None:
             await self.send(cost)
         done = UtteranceComplete(utterance_id=uid, status=status, timings=timings or StageTimings())  # type: ignore[arg-type]
@@ -514,6 +576,17 @@ class Conversation:
 def _rms(pcm: bytes) -> float:
     samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32)
     return float(np.sqrt(np.dot(samples, samples) / max(1, samples.size)))
+
+
+def _llm_tokens(turn: Turn) -> TokenCounts | None:
+    used = [u for (stage, _), u in turn.usage.calls.items() if stage == "llm"]
+    if not used:
+        return None
+    return TokenCounts(
+        input=sum(u.input_tokens for u in used),
+        cached=sum(u.cached_tokens for u in used),
+        output=sum(u.output_tokens for u in used),
+    )
 
 
 def _discard(request: TurnRequest) -> None:

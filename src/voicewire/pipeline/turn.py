@@ -103,15 +103,30 @@ class TurnConfig:
     max_reply_audio_s: float = 120.0
 
 
+@dataclass(frozen=True, slots=True)
+class ReplyOptions:
+    """How the client wants to be answered (OpenAI Realtime's session and response settings;
+    ``/ws/multimodal`` uses the defaults)."""
+
+    instructions: str = ""  # a system message before the history
+    client_tools: tuple[ToolSpec, ...] = ()  # the client runs these: a call ends the reply
+    tool_choice: str = "auto"  # "auto", "required" (offered, not enforced), "none", or a name
+    speak: bool = True  # False: text only, no speech synthesis
+
+
 @dataclass(slots=True)
 class TurnRequest:
-    """What the user said: text, or audio (PCM s16le 16 kHz) with an optional early transcript."""
+    """What the user said: text, or audio (PCM s16le 16 kHz) with an optional early transcript;
+    neither: answer the history as it stands (a client's ``response.create``)."""
 
     record: UtteranceRecord
     input_end: float  # perf_counter() when the user's input ended: TTFA counts from here
     text: str | None = None
     audio: bytes | None = None
     speculative: Awaitable[Transcript] | None = None
+    respond: bool = True  # False: the input only joins the history (transcribed if audio)
+    add: list[Message] | None = None  # messages the client put in the conversation, as they are
+    options: ReplyOptions = ReplyOptions()
 
 
 @dataclass(slots=True)
@@ -167,9 +182,13 @@ class Turn:
         record = self.req.record
         record.status = "running"
         text = self.req.text if self.req.audio is None else await self._transcribe()
-        if text is None:
-            return self._finish()
+        if text is None and self.req.audio is not None:
+            return self._finish()  # nothing was heard, or STT failed: said already
         record.transcript = text
+        if not self.req.respond:
+            added = [{"role": "user", "content": text}] if text else []
+            self.session.add_turn([*added, *(self.req.add or [])], self.uid)
+            return self._finish()
         speaker = asyncio.create_task(self._speak())
         try:
             reply = await self._think(text)
@@ -181,7 +200,7 @@ class Turn:
                 with contextlib.suppress(asyncio.CancelledError):
                     await speaker
         record.reply = reply
-        if reply or len(self._messages) > 1:
+        if reply or any(m["role"] != "user" for m in self._messages):
             self.session.add_turn(self._messages, self.uid)
         return self._finish()
 
@@ -248,10 +267,26 @@ class Turn:
 
     # ------------------------------------------------------------------ LLM and tools
 
-    async def _think(self, user_text: str) -> str:
-        self._messages = [{"role": "user", "content": user_text}]
+    def _offer(self) -> list[ToolSpec]:
+        """The tools this reply may call: the server's and the client's (a client tool of the
+        same name replaces the server's), narrowed by ``tool_choice``."""
+        options = self.req.options
+        if options.tool_choice == "none":
+            return []
+        theirs = {t.name for t in options.client_tools}
+        specs = [s for s in self.tools.specs() if s.name not in theirs]
+        specs += options.client_tools
+        if options.tool_choice not in ("auto", "required"):
+            specs = [s for s in specs if s.name == options.tool_choice]
+        return specs
+
+    async def _think(self, user_text: str | None) -> str:
+        self._messages = [{"role": "user", "content": user_text}] if user_text else []
         history = self.session.messages()
-        specs = self.tools.specs()
+        if instructions := self.req.options.instructions:
+            history = [{"role": "system", "content": instructions}, *history]
+        specs = self._offer()
+        theirs = {t.name for t in self.req.options.client_tools}
         chunker = SentenceChunker()
         reply: list[str] = []
         await self.out.send(LlmStart(utterance_id=self.uid))
@@ -275,7 +310,9 @@ class Turn:
                     break
                 for sentence in chunker.flush():  # say what came before the tools now
                     self._queue_sentence(sentence)
-                self._messages += await self._run_tools(calls, "".join(step_text))
+                self._messages += await self._run_tools(calls, "".join(step_text), theirs)
+                if any(c.name in theirs for c in calls):
+                    break  # the client runs those: the reply goes on when it sends results
         except Exception as exc:  # the LLM failed: keep what was said, report the rest
             self.status = "failed"
             await self._fail(ErrorCode.LLM_FAILED, "llm", _reason(exc))
@@ -340,8 +377,11 @@ class Turn:
             )
         )
 
-    async def _run_tools(self, calls: list[ToolCallRequest], text: str) -> list[Message]:
-        """Run one step's calls concurrently; one barrier; results return in call order."""
+    async def _run_tools(
+        self, calls: list[ToolCallRequest], text: str, theirs: set[str]
+    ) -> list[Message]:
+        """Run one step's server calls concurrently; one barrier; results return in call order.
+        Calls of the client's tools are announced (``client``) and left to the client."""
         start = time.perf_counter()
         for call in calls:
             await self.out.send(
@@ -350,10 +390,12 @@ class Turn:
                     call_id=call.call_id,
                     name=call.name,
                     arguments=call.arguments,
+                    client=True if call.name in theirs else None,
                 )
             )
-        results = await asyncio.gather(*(self._run_tool(c) for c in calls))
-        self.usage.tool_calls += len(calls)
+        mine = [c for c in calls if c.name not in theirs]
+        results = await asyncio.gather(*(self._run_tool(c) for c in mine))
+        self.usage.tool_calls += len(mine)
         self.timings.tools_ms = round((self.timings.tools_ms or 0) + _ms(start), 2)
         assistant: Message = {
             "role": "assistant",
@@ -427,7 +469,7 @@ class Turn:
         max_bytes = int(self.cfg.max_reply_audio_s * rate) * 2
         while (item := await self._sentences.get()) is not None:
             sentence, figures = item
-            if sentence is None or self._tts_failed:
+            if sentence is None or self._tts_failed or not self.req.options.speak:
                 offset = None if self._tts_failed else self._offset_ms(rate)
                 if sentence is not None:
                     await self.out.send(AssistantText(utterance_id=self.uid, text=sentence))

@@ -24,6 +24,8 @@ from voicewire.pipeline.turn import Tools
 from voicewire.protocol import BargeIn, ErrorCode, Limits
 from voicewire.providers import validate
 from voicewire.providers.base import Providers
+from voicewire.realtime.config import RealtimeConfig
+from voicewire.realtime.connection import RealtimeConnection
 from voicewire.server import rest, viz
 from voicewire.server.connection import Connection, init_frame
 from voicewire.server.runtime import ProviderFactory, Runtime
@@ -129,6 +131,39 @@ def create_app(
                 barge_in,
             )  # fmt: skip
             await conn.serve(init)
+        finally:
+            session.connected = False
+            session.touch()
+            runtime.connections.pop(session.id, None)
+
+    @app.websocket("/v1/realtime")
+    async def realtime(
+        ws: WebSocket, model: str = "voicewire", voicewire_events: bool = False
+    ) -> None:
+        """The OpenAI Realtime protocol (docs/realtime.md); ``voicewire_events``: also send
+        the server's tool calls and charts as ``voicewire.*`` events."""
+        origin = ws.headers.get("origin")
+        if origin and not origin_allowed(origin, ws.scope.get("server"), settings):
+            log.warning("refused a WebSocket from origin %s", origin)
+            await ws.close(code=1008, reason="origin not allowed")
+            return
+        await ws.accept()
+        await runtime.loaded.wait()
+        if runtime.status != "ready":
+            await ws.close(code=1011, reason="server failed to start")
+            return
+        session = Session("server_vad", settings.silence_ms, settings.history_turns)
+        runtime.store.add(session)
+        runtime.metrics.connections_total += 1
+        config = RealtimeConfig(
+            model=model, silence_ms=settings.silence_ms, max_silence_ms=settings.max_silence_ms
+        )
+        conn = RealtimeConnection(
+            ws, session, deps, config, settings.max_frame_bytes, voicewire_events
+        )
+        runtime.connections[session.id] = conn
+        try:
+            await conn.serve()
         finally:
             session.connected = False
             session.touch()

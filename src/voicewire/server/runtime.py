@@ -29,6 +29,7 @@ from voicewire.tools import default_tools, warm_tools
 if TYPE_CHECKING:
     from voicewire.pipeline.turn import Turn, TurnRequest
     from voicewire.protocol import CostUpdate
+    from voicewire.realtime.connection import RealtimeConnection
     from voicewire.server.connection import Connection
     from voicewire.session import Session
 
@@ -59,7 +60,7 @@ class Runtime:
         self._background: set[asyncio.Task[Any]] = set()
         self.store = SessionStore()
         self.metrics = TurnMetrics()
-        self.connections: dict[str, Connection] = {}
+        self.connections: dict[str, Connection | RealtimeConnection] = {}  # by session id
         self.turn_config = TurnConfig(
             tts_chunk_ms=settings.tts_chunk_ms,
             max_tool_rounds=settings.max_tool_rounds,
