@@ -566,3 +566,38 @@ def test_history_given_to_the_llm_is_always_well_formed() -> None:
     ]
     plain = [{"role": "user", "content": "hi"}]
     assert well_formed(plain) is plain
+
+
+async def test_an_item_added_during_a_response_lands_after_it(
+    fake_server: Make, fakes: Fakes
+) -> None:
+    gate = asyncio.Event()
+    fakes.llm.steps = [FakeLLMStep("First answer.", gate=gate, gate_after_tokens=1)]
+    srv = fake_server()
+    async with realtime(srv) as (conn, events):
+        await say_text(conn, "one")
+        await conn.response.create()
+        await events.until("response.output_audio_transcript.delta")  # the LLM waits
+        await say_text(conn, "two")  # queued behind the running response
+        await events.until("conversation.item.done")
+        srv.app.state.runtime.loop.call_soon_threadsafe(gate.set)
+        await events.until("response.done")
+        fakes.llm.steps = [FakeLLMStep("Second answer.")]
+        await conn.response.create()
+        await events.until("response.done")
+    messages, _ = fakes.llm.calls[1]
+    assert [(m["role"], m["content"]) for m in messages] == [
+        ("user", "one"),
+        ("assistant", "First answer."),
+        ("user", "two"),
+    ]
+
+
+async def test_a_page_from_another_origin_cannot_open_a_realtime_session(fake_server: Make) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    url = fake_server().base.replace("http", "ws", 1) + "/v1/realtime?model=gpt-realtime"
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(url, origin="http://evil.example")  # type: ignore[arg-type]
+    assert refused.value.response.status_code == 403

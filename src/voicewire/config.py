@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     # "simulated:<profile>". For load tests and capacity planning without models.
     profile: str | None = None
     sim_tool_call: bool = False  # the simulated LLM calls one (simulated-data) tool first
+    sim_tts_rate: int = Field(default=16_000, ge=8_000, le=48_000)  # the simulated TTS's audio
 
     @model_validator(mode="after")
     def _resolve(self) -> Settings:

@@ -182,6 +182,9 @@ class Conversation:
     async def add(self, messages: list[Message], ref: str | None, uid: str) -> bool:
         """Messages the client puts in the conversation (in turn order: after what runs and
         waits), with no reply, filed under utterance ``uid``."""
+        if not self.busy():  # nothing to wait for: no turn to run
+            self.session.add_turn(messages, uid)
+            return True
         record = UtteranceRecord(uid, "text")
         request = TurnRequest(record, time.perf_counter(), respond=False, add=messages)
         return await self._submit(request, "add", ref)

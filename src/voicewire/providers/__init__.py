@@ -288,7 +288,7 @@ def _tts(spec: Spec, s: Settings, runner: ModelRunner, net: _Clients) -> TTS:
     if spec.kind == "simulated":
         from voicewire.providers.simulated import SimulatedTTS, profile
 
-        return SimulatedTTS(profile(spec.model))
+        return SimulatedTTS(profile(spec.model), s.sim_tts_rate)
     if spec.kind in ("openai", "openai-compatible"):
         from voicewire.providers.cloud.openai_audio import OpenAITTS
 

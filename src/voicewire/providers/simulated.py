@@ -122,10 +122,10 @@ class SimulatedLLM:
 
 
 @cache
-def _sine(samples: int) -> bytes:
+def _sine(samples: int, rate: int) -> bytes:
     """440 Hz at 0.3 full scale, like the anchor's mock; cached so a turn costs no synthesis."""
     return b"".join(
-        int(0.3 * 32767 * math.sin(2 * math.pi * 440.0 * i / SAMPLE_RATE)).to_bytes(
+        int(0.3 * 32767 * math.sin(2 * math.pi * 440.0 * i / rate)).to_bytes(
             2, "little", signed=True
         )
         for i in range(samples)
@@ -133,16 +133,18 @@ def _sine(samples: int) -> bytes:
 
 
 class SimulatedTTS:
-    sample_rate = SAMPLE_RATE
+    """``sample_rate``: 16 kHz like the anchor's W1; 24 kHz like OpenAI's and ElevenLabs' PCM,
+    the OpenAI Realtime protocol's own rate (nothing to resample for ``/v1/realtime``)."""
 
-    def __init__(self, p: Profile) -> None:
+    def __init__(self, p: Profile, sample_rate: int = SAMPLE_RATE) -> None:
         self.p = p
         self.name = f"simulated:{p.name}"
-        self._per_char = REPLY_AUDIO_S * SAMPLE_RATE / len(REPLY_TEXT.replace(" ", ""))
+        self.sample_rate = sample_rate
+        self._per_char = REPLY_AUDIO_S * sample_rate / len(REPLY_TEXT.replace(" ", ""))
 
     async def synthesize(self, text: str) -> AsyncIterator[TTSEvent]:
         if self.p.tts_first_byte_s:
             await asyncio.sleep(self.p.tts_first_byte_s)
         samples = round(len(text.replace(" ", "")) * self._per_char)
-        yield _sine(samples)  # faster than real time: the whole sentence at once
+        yield _sine(samples, self.sample_rate)  # faster than real time: the whole sentence
         yield UsageReport(Usage(characters=len(text)))

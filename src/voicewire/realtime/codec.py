@@ -114,6 +114,10 @@ class _Resampler:
             return samples
         return self._stream.resample_chunk(samples, last=last)
 
+    def clear(self) -> None:
+        if self._stream is not None:
+            self._stream.clear()
+
 
 class InputDecoder:
     """Client audio in ``fmt`` -> PCM s16le at ``rate`` (the core's 16 kHz)."""
@@ -135,11 +139,15 @@ class InputDecoder:
 
 
 class OutputEncoder:
-    """The TTS's PCM s16le at ``rate`` -> the client's ``fmt``; one per reply."""
+    """The TTS's PCM s16le at ``rate`` -> the client's ``fmt``; ``clear`` between replies."""
 
     def __init__(self, fmt: AudioFormat, rate: int) -> None:
         self.format = fmt
+        self.rate = rate
         self._resample = _Resampler(rate, fmt.rate)
+
+    def clear(self) -> None:
+        self._resample.clear()
 
     def __call__(self, pcm: bytes, last: bool = False) -> bytes:
         samples = self._resample(np.frombuffer(pcm, dtype="<i2"), last)

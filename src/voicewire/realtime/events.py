@@ -10,7 +10,7 @@ transcript; a call of a client's function tool is a ``function_call`` item that 
 from __future__ import annotations
 
 import asyncio
-import base64
+import binascii
 import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -65,6 +65,7 @@ class Response:
     output: list[dict[str, Any]] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
     encoder: OutputEncoder | None = None
+    part: str = ""  # the message's content part as JSON members, for the hot delta events
     status: str = "completed"
     details: dict[str, Any] | None = None
     usage: dict[str, Any] | None = None
@@ -94,6 +95,7 @@ class ServerEvents:
         self.truncating: str | None = None  # the item a client truncate is being applied to
         self._heard_ms: dict[str, int] = {}  # utterance id -> length of the audio transcribed
         self._replies: OrderedDict[str, str] = OrderedDict()  # utterance -> assistant item id
+        self._output: OutputEncoder | None = None
         self._n = 0
         self._lock = asyncio.Lock()
         self.closed = False
@@ -106,6 +108,19 @@ class ServerEvents:
             event["event_id"] = f"event_{self._n:x}"
             try:
                 await self._send_text(json.dumps(event, separators=(",", ":")))
+            except Exception:
+                self.closed = True
+
+    async def _emit_part(self, kind: str, r: Response, last: str) -> None:
+        """A delta event of the message's content part, written without ``json.dumps``: the
+        ids are ours and base64 needs no escaping (a turn sends ~100 of these)."""
+        if self.closed:
+            return
+        async with self._lock:
+            self._n += 1
+            text = f'{{"type":"{kind}","event_id":"event_{self._n:x}",{r.part},{last}}}'
+            try:
+                await self._send_text(text)
             except Exception:
                 self.closed = True
 
@@ -171,7 +186,7 @@ class ServerEvents:
                     else "response.output_text.delta"
                 )
                 r.text.append(frame.delta)
-                await self.emit({"type": delta, **self._part_ref(r), "delta": frame.delta})
+                await self._emit_part(delta, r, '"delta":' + json.dumps(frame.delta))
             case LlmComplete() if r is not None:
                 r.text = [frame.text] if frame.text else r.text
             case ToolCallStart(client=True) if r is not None:
@@ -249,15 +264,22 @@ class ServerEvents:
             return
         await self._open_message(r)
         if r.encoder is None:
-            r.encoder = OutputEncoder(self.config.output_format, header.sample_rate)
+            r.encoder = self._encoder(header.sample_rate)
         await self._audio(r, r.encoder(pcm))
+
+    def _encoder(self, rate: int) -> OutputEncoder:
+        """One per connection, reset for each reply: a resampler is costly to make."""
+        encoder = self._output
+        if encoder is None or encoder.rate != rate or encoder.format != self.config.output_format:
+            encoder = self._output = OutputEncoder(self.config.output_format, rate)
+        else:
+            encoder.clear()
+        return encoder
 
     async def _audio(self, r: Response, data: bytes) -> None:
         if data:
-            delta = base64.b64encode(data).decode()
-            await self.emit(
-                {"type": "response.output_audio.delta", **self._part_ref(r), "delta": delta}
-            )
+            delta = binascii.b2a_base64(data, newline=False).decode("ascii")
+            await self._emit_part("response.output_audio.delta", r, f'"delta":"{delta}"')
 
     async def _committed(self, uid: str) -> None:
         self.user_items[uid] = uid
@@ -349,6 +371,7 @@ class ServerEvents:
         ref = {"response_id": r.id, "output_index": len(r.output) - 1}
         await self.emit({"type": "response.output_item.added", **ref, "item": r.message})
         await self.add_item(r.message, Place(r.uid, "assistant"))
+        r.part = json.dumps(self._part_ref(r), separators=(",", ":"))[1:-1]
         part = {"type": "audio", "transcript": ""} if r.speak else {"type": "text", "text": ""}
         await self.emit({"type": "response.content_part.added", **self._part_ref(r), "part": part})
 

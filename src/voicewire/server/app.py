@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -102,12 +103,8 @@ def create_app(
 
     @app.websocket("/ws/multimodal")
     async def multimodal(ws: WebSocket) -> None:
-        origin = ws.headers.get("origin")
-        if origin and not origin_allowed(origin, ws.scope.get("server"), settings):
-            log.warning("refused a WebSocket from origin %s", origin)
-            await ws.close(code=1008, reason="origin not allowed")  # before accept: HTTP 403
+        if not await _admitted(ws, settings):
             return
-        await ws.accept()
         session = Session(settings.turn_detection, settings.silence_ms, settings.history_turns)
         runtime.store.add(session)
         runtime.metrics.connections_total += 1
@@ -142,14 +139,13 @@ def create_app(
     ) -> None:
         """The OpenAI Realtime protocol (docs/realtime.md); ``voicewire_events``: also send
         the server's tool calls and charts as ``voicewire.*`` events."""
-        origin = ws.headers.get("origin")
-        if origin and not origin_allowed(origin, ws.scope.get("server"), settings):
-            log.warning("refused a WebSocket from origin %s", origin)
-            await ws.close(code=1008, reason="origin not allowed")
+        if not await _admitted(ws, settings):
             return
-        await ws.accept()
-        await runtime.loaded.wait()
+        await runtime.loaded.wait()  # a client may connect while the models still load
         if runtime.status != "ready":
+            why = f"server failed to start: {runtime.error}"
+            error = {"type": "server_error", "code": "internal", "message": why}
+            await ws.send_text(json.dumps({"type": "error", "event_id": "event_0", "error": error}))
             await ws.close(code=1011, reason="server failed to start")
             return
         session = Session("server_vad", settings.silence_ms, settings.history_turns)
@@ -170,6 +166,17 @@ def create_app(
             runtime.connections.pop(session.id, None)
 
     return app
+
+
+async def _admitted(ws: WebSocket, settings: Settings) -> bool:
+    """Accept a WebSocket, unless it comes from a page that may not connect."""
+    origin = ws.headers.get("origin")
+    if origin and not origin_allowed(origin, ws.scope.get("server"), settings):
+        log.warning("refused a WebSocket from origin %s", origin)
+        await ws.close(code=1008, reason="origin not allowed")  # before accept: HTTP 403
+        return False
+    await ws.accept()
+    return True
 
 
 def conversation_deps(runtime: Runtime) -> Deps:
