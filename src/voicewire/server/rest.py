@@ -91,6 +91,8 @@ async def metrics(request: Request) -> dict[str, Any]:
         "turns": snap["turns"],
         "interruptions": snap["interruptions"],
         "turn_waits": snap["turn_waits"],
+        # the embedded hybrid agent: turns the rules answered, and turns the model did
+        "llm_paths": dict(getattr(rt.providers and rt.providers.llm, "handled", {})),
         "errors": snap["errors"],
         "fallbacks": snap["fallbacks"],
         "connections_total": snap["connections_total"],

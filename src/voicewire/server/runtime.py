@@ -165,6 +165,9 @@ class Runtime:
         if llm is not None:
             async for _ in llm.stream([{"role": "user", "content": "hello"}], []):
                 pass
+            # a language model's fixed prompt prefix, evaluated once: turns find it cached
+            if (warm := getattr(getattr(llm, "model", llm), "warm", None)) is not None:
+                await asyncio.to_thread(warm, self.tools.specs())
         log.info("warm-up took %.0f ms", (time.perf_counter() - start) * 1000)
 
     def server_stats(self) -> dict[str, Any]:

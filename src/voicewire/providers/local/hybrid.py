@@ -1,0 +1,51 @@
+"""The embedded agent with a language model behind it: rules first, the model for the rest.
+
+The rules agent answers at once what it recognises with confidence (a tool request it can
+route, small talk it has a line for) and always speaks from tool results (its sentences say
+the figures exactly). Everything else goes to the model: open questions, follow-ups the
+rules cannot parse, requests misheard past the rules' healing. ``handled`` counts which path
+answered each turn (``/metrics``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+
+from voicewire.providers.base import LLM, LLMEvent, Message, ToolSpec
+from voicewire.providers.local.agent import RulesAgent, reply_for, split_turn
+from voicewire.providers.local.routing import plan
+
+
+class HybridLLM:
+    def __init__(self, rules: RulesAgent, model: LLM) -> None:
+        self.rules = rules
+        self.model = model
+        self.name = f"local:rules-agent+{model.name.removeprefix('local:')}"
+        self.handled: Counter[str] = Counter()
+
+    def route(self, messages: list[Message], tools: list[ToolSpec]) -> str:
+        """ "rules" or "model", for this step."""
+        history, text, steps = split_turn(messages)
+        if steps:
+            return "rules"  # tools have answered: the rules say their figures exactly
+        offered = {t.name for t in tools}
+        route = plan(text, history)
+        calls = route.calls
+        if calls and all(name in offered for name, _ in calls):
+            return "rules"
+        if route.need_data:
+            return "rules"  # a chart with nothing to draw: ask for the figures, never invent them
+        if not calls and reply_for(text)[0] != "fallback":
+            return "rules"  # small talk the rules have a line for
+        return "model"
+
+    async def stream(
+        self, messages: list[Message], tools: list[ToolSpec]
+    ) -> AsyncIterator[LLMEvent]:
+        path = self.route(messages, tools)
+        if not split_turn(messages)[2]:  # count turns, not their tool steps
+            self.handled[path] += 1
+        agent = self.rules if path == "rules" else self.model
+        async for event in agent.stream(messages, tools):
+            yield event

@@ -1,0 +1,141 @@
+"""The in-process language model: a real GGUF (SmolLM2-135M, the smallest verified one) on
+xllamacpp, alone and through the real server, and the hybrid that puts it behind the rules.
+
+What is asserted is what construction guarantees, not what a 135M model happens to answer:
+every step is a reply or a call whose arguments satisfy the tool's schema; replies stream;
+the fixed prompt prefix is evaluated once; a cancelled turn stops the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import jsonschema
+import pytest
+
+from tests.conftest import RunningServer, start_server
+from voicewire.client import Client
+from voicewire.providers.base import Providers, TextDelta, ToolCallRequest, UsageReport
+from voicewire.providers.fake import FakeLLM, FakeLLMStep, FakeSTT, FakeTTS
+from voicewire.providers.local.agent import RulesAgent
+from voicewire.providers.local.hybrid import HybridLLM
+from voicewire.tools import default_tools
+
+TOOLS = default_tools(lambda: {"sessions": 1}).specs()
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[object]:
+    pytest.importorskip("xllamacpp")
+    from voicewire.providers.local.gguf import GGUFLLM, MODELS
+
+    llm = GGUFLLM(MODELS["smollm2-135m"])
+    llm.warm(TOOLS)
+    yield llm
+
+
+async def collect(llm: object, text: str) -> list[object]:
+    return [e async for e in llm.stream([{"role": "user", "content": text}], TOOLS)]  # type: ignore[attr-defined]
+
+
+async def test_every_step_is_a_reply_or_a_call_the_tool_schema_accepts(model: object) -> None:
+    requests = [
+        "Draw a bar chart: apples 3, pears 5.",
+        "Tell me a story about a cat.",
+        "How does this review sound: I love this phone.",
+        "What is the capital of France?",
+        "can you platter ever in the line? First quarter 2.5 million, second 3.1",
+    ]
+    schemas = {t.name: t.parameters for t in TOOLS}
+    for text in requests:
+        events = await collect(model, text)
+        calls = [e for e in events if isinstance(e, ToolCallRequest)]
+        said = "".join(e.text for e in events if isinstance(e, TextDelta))
+        assert isinstance(events[-1], UsageReport)
+        assert bool(calls) != bool(said.strip()), (text, events)  # one or the other
+        for call in calls:
+            jsonschema.validate(call.arguments, schemas[call.name])
+
+
+async def test_the_fixed_prefix_is_evaluated_once(model: object) -> None:
+    await collect(model, "What is the capital of France?")
+    first = dict(model.last_timings)  # type: ignore[attr-defined]
+    await collect(model, "Tell me something about the sea.")
+    second = model.last_timings  # type: ignore[attr-defined]
+    assert first["cache_n"] > 150  # the system prompt and the tools were cached at warm-up
+    assert second["cache_n"] >= first["cache_n"] // 2
+    assert second["prompt_n"] < second["cache_n"] // 4  # only the new question is evaluated
+
+
+async def test_a_cancelled_turn_stops_the_model(model: object) -> None:
+    stream = model.stream(  # type: ignore[attr-defined]
+        [{"role": "user", "content": "Tell me a very long story about the sea and the stars."}],
+        [],
+    )
+    async for event in stream:
+        if isinstance(event, TextDelta):
+            break  # the user talked over it
+    await stream.aclose()
+    await asyncio.to_thread(model._lock.acquire)  # type: ignore[attr-defined]
+    model._lock.release()  # type: ignore[attr-defined]
+    assert model.last_chunks < 20  # type: ignore[attr-defined]  # of up to 350 tokens
+
+
+@pytest.fixture(scope="module")
+def hybrid_server(model: object) -> Iterator[tuple[RunningServer, HybridLLM]]:
+    hybrid = HybridLLM(RulesAgent(), model)  # type: ignore[arg-type]
+    srv = start_server(Providers(FakeSTT(), hybrid, FakeTTS()))
+    yield srv, hybrid
+    srv.stop()
+
+
+async def test_the_model_answers_what_the_rules_do_not_know_through_the_server(
+    hybrid_server: tuple[RunningServer, HybridLLM],
+) -> None:
+    srv, hybrid = hybrid_server
+    client = await Client.connect(srv.ws_url)
+    result = await client.ask("What is the capital of France?")
+    deltas = [r for r in result.frames if r.frame.type == "llm_streaming"]
+    assert result.status == "completed"
+    assert hybrid.handled["model"] == 1
+    assert len(deltas) >= 3 and deltas[0].at_ms < deltas[-1].at_ms  # streamed, not at once
+    assert result.first("llm_complete").text  # type: ignore[union-attr]
+    known = await client.ask("What time is it?")  # the rules' own line, at once
+    assert hybrid.handled["rules"] == 1 and "It's" in known.first("llm_complete").text  # type: ignore[union-attr]
+    await client.close()
+
+
+async def test_the_hybrid_routes_by_what_the_rules_can_parse() -> None:
+    model = FakeLLM([FakeLLMStep("From the model.")])
+    hybrid = HybridLLM(RulesAgent(), model)
+
+    def ask(text: str) -> list[dict[str, str]]:
+        return [{"role": "user", "content": text}]
+
+    assert hybrid.route(ask("What time is it?"), TOOLS) == "rules"
+    assert hybrid.route(ask("Show me a bar chart of sales: May 3, June 5."), TOOLS) == "rules"
+    assert hybrid.route(ask("Show me a bar chart."), TOOLS) == "rules"  # asks for the figures
+    assert hybrid.route(ask("Tell me a story about a cat."), TOOLS) == "model"
+    assert hybrid.route(ask("Add utilities 100 to that."), TOOLS) == "model"
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    after_tools = [
+        *ask("Tell me a story."),
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "{}"},
+    ]
+    assert hybrid.route(after_tools, TOOLS) == "rules"  # results are said by the rules
+    said = [e async for e in hybrid.stream(ask("Tell me a story about a cat."), TOOLS)]
+    assert "".join(e.text for e in said if isinstance(e, TextDelta)) == "From the model."
+    assert hybrid.handled == {"model": 1}
+
+
+def test_metrics_say_which_path_answered(
+    hybrid_server: tuple[RunningServer, HybridLLM],
+) -> None:
+    import httpx
+
+    srv, hybrid = hybrid_server
+    body = httpx.get(f"{srv.base}/metrics").json()
+    assert body["llm_paths"] == dict(hybrid.handled)
+    assert body["features"]["providers"]["llm"] == "local:rules-agent+smollm2-135m"
