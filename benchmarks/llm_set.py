@@ -1,0 +1,106 @@
+"""Requests for the embedded agent with a language model behind it (issue 16), written
+2026-12-02 before any tuning of the hybrid or the model's prompt: a held-out set, to measure
+and never to tune on.
+
+Three kinds, each as Whisper might write what a person said:
+
+- ``MISHEARD``: tool requests the rules' tables may not parse (mishearings, other words);
+- ``FOLLOW_UPS``: requests that only make sense after the previous turn;
+- ``OPEN``: questions no tool answers; a sensible spoken answer is judged by reading it
+  (the benchmark prints every answer).
+
+Expected calls name the tool and the arguments that decide whether the user got what they
+asked for (a chart's type and figures, a metric, the text whose sentiment is wanted).
+"""
+
+from __future__ import annotations
+
+from benchmarks.routing_accuracy import Case, after_chart, chart, metric, sentiment
+
+QUARTERS = ["Q1", "Q2", "Q3"]
+
+MISHEARD: list[Case] = [
+    Case(
+        "can you platter ever in the line? First quarter 2.5 million, second quarter 3.1 million",
+        [("generate_chart", {"chart_type": "line", "values": [2.5, 3.1]})],
+    ),
+    Case(
+        "Compare revenue Q1 2.5 million, Q2 3.1 million, Q3 2.8 million.",
+        [("generate_chart", {"values": [2.5, 3.1, 2.8]})],
+    ),
+    Case(
+        "Make me a pie of our costs: rent 1200, food 400, travel 300.",
+        [chart("pie", ["rent", "food", "travel"], [1200, 400, 300])],
+    ),
+    Case(
+        "Put these in bars please: red 4, green 7, blue 2.",
+        [chart("bar", ["red", "green", "blue"], [4, 7, 2])],
+    ),
+    Case(
+        "Graph how many visitors we had: Monday 30, Tuesday 45, Wednesday 38.",
+        [
+            (
+                "generate_chart",
+                {"labels": ["Monday", "Tuesday", "Wednesday"], "values": [30, 45, 38]},
+            )
+        ],
+    ),
+    Case("Is the processor busy at the moment?", [metric("cpu")]),
+    Case("How full is the hard drive?", [metric("disk")]),
+    Case("How much RAM are we using?", [metric("memory")]),
+    Case(
+        "Would you say this is a happy message: I finally got the job, I can't believe it!",
+        [sentiment("I finally got the job, I can't believe it!")],
+    ),
+    Case(
+        "Tell me if this customer is angry: the package came late and broken, again.",
+        [sentiment("the package came late and broken, again.")],
+    ),
+    Case("What's Microsoft trading at?", [metric("stock", symbol="MSFT")]),
+    Case(
+        "Plot a scatter of height against weight: 150 50, 160 58, 170 66.",
+        [("generate_chart", {"chart_type": "scatter"})],
+    ),
+]
+
+PRIOR = after_chart("bar", QUARTERS, [2.5, 3.1, 2.8])
+
+FOLLOW_UPS: list[Case] = [
+    Case(
+        "Add Q4 at 3.4 to that.",
+        [chart("bar", [*QUARTERS, "Q4"], [2.5, 3.1, 2.8, 3.4])],
+        PRIOR,
+    ),
+    Case("Now show it as a line.", [chart("line", QUARTERS, [2.5, 3.1, 2.8])], PRIOR),
+    Case("Same thing but a pie chart.", [chart("pie", QUARTERS, [2.5, 3.1, 2.8])], PRIOR),
+    Case(
+        "Change Q2 to 3.5.",
+        [chart("bar", QUARTERS, [2.5, 3.5, 2.8])],
+        PRIOR,
+    ),
+    Case(
+        "Drop Q3 and redraw it.",
+        [chart("bar", QUARTERS[:2], [2.5, 3.1])],
+        PRIOR,
+    ),
+    Case("Which quarter was best?", [], PRIOR),
+    Case("What was the total?", [], PRIOR),
+    Case("Thanks, that's clear.", [], PRIOR),
+]
+
+OPEN: list[Case] = [
+    Case("Tell me a short story about a lighthouse.", []),
+    Case("What is the capital of Australia?", []),
+    Case("Give me a good name for a grey cat.", []),
+    Case("How do I make a cup of tea?", []),
+    Case("Why is the sky blue?", []),
+    Case("What should I cook tonight with eggs and spinach?", []),
+    Case("Can you explain what a voice agent is?", []),
+    Case("How many minutes are in a day?", []),
+    Case("What's a polite way to decline a meeting?", []),
+    Case("Recommend a book for a long train ride.", []),
+    Case("What does the word ephemeral mean?", []),
+    Case("I'm nervous about my exam tomorrow.", []),
+]
+
+HELD_OUT = MISHEARD + FOLLOW_UPS + OPEN  # 32 requests
