@@ -44,10 +44,10 @@ SETS = {
 def agent(llm: str | None, model_only: bool) -> LLM:
     if llm is None:
         return RulesAgent()
-    from voicewire.providers.local.gguf import GGUFLLM, MODELS
+    from voicewire.providers.local.gguf import GGUFLLM, MODELS, GGUFModel
     from voicewire.providers.local.hybrid import HybridLLM
 
-    model = GGUFLLM(MODELS[llm])
+    model = GGUFLLM(MODELS.get(llm) or GGUFModel.user_file(Path(llm)))
     model.warm(default_tools(dict).specs())
     return model if model_only else HybridLLM(RulesAgent(), model)
 
@@ -83,7 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--llm", help="a local GGUF model (providers/local/gguf.py MODELS)")
+    parser.add_argument("--llm", help="a shipped GGUF model's name, or the path of a .gguf file")
     parser.add_argument("--model-only", action="store_true", help="the model without the rules")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()

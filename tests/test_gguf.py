@@ -139,3 +139,23 @@ def test_metrics_say_which_path_answered(
     body = httpx.get(f"{srv.base}/metrics").json()
     assert body["llm_paths"] == dict(hybrid.handled)
     assert body["features"]["providers"]["llm"] == "local:rules-agent+smollm2-135m"
+
+
+def test_a_gguf_of_the_users_own_is_configured_by_path(model: object, tmp_path: object) -> None:
+    """``VOICEWIRE_LLM=local:/path/model.gguf``: no hash is pinned for it; a missing file is
+    refused before the server starts."""
+    from pathlib import Path
+
+    from voicewire.config import Settings
+    from voicewire.providers import ConfigError, validate
+    from voicewire.providers.local.gguf import MODELS, model_path
+
+    with pytest.raises(ConfigError, match="existing GGUF file"):
+        validate(Settings(llm=f"local:{Path(str(tmp_path)) / 'missing.gguf'}"))
+    path = model_path(MODELS["smollm2-135m"])
+    settings = Settings(llm=f"local:{path}")
+    validate(settings)  # accepted
+    from voicewire.providers import _llm, parse
+
+    built = _llm(parse(settings, "llm")[0], settings, None, None)  # type: ignore[arg-type]
+    assert built.name == "local:rules-agent+SmolLM2-135M-Instruct.Q4_1"

@@ -62,7 +62,12 @@ def _check(settings: Settings, stage: str, part: str) -> Spec:
         raise ConfigError(
             f"unknown {stage} provider {part!r}; choose one of: {', '.join(KINDS[stage])}"
         )
-    if kind == "local":
+    if kind == "local" and stage == "llm" and model.endswith(".gguf"):
+        if not Path(model).is_file():
+            raise ConfigError(f"local:<file>.gguf needs an existing GGUF file ({model!r})")
+        if importlib.util.find_spec("xllamacpp") is None:
+            raise ConfigError("a local GGUF needs xllamacpp: pip install 'voicewire[llm]'")
+    elif kind == "local":
         names = LOCAL_MODELS[stage]
         if model and model not in names:
             raise ConfigError(
@@ -281,10 +286,11 @@ def _llm(spec: Spec, s: Settings, runner: ModelRunner, net: _Clients) -> LLM:
     from voicewire.providers.local.agent import RulesAgent
 
     if spec.kind == "local" and spec.model not in ("", "rules-agent"):
-        from voicewire.providers.local.gguf import GGUFLLM, MODELS
+        from voicewire.providers.local.gguf import GGUFLLM, MODELS, GGUFModel
         from voicewire.providers.local.hybrid import HybridLLM
 
-        model = GGUFLLM(MODELS[spec.model], s.model_threads)
+        known = MODELS.get(spec.model) or GGUFModel.user_file(Path(spec.model))
+        model = GGUFLLM(known, s.model_threads)
         return HybridLLM(RulesAgent(), model)
     return RulesAgent()
 

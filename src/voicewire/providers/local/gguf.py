@@ -42,10 +42,15 @@ from voicewire.providers.base import (
 @dataclass(frozen=True, slots=True)
 class GGUFModel:
     name: str
-    package: str  # the PyPI package whose files hold the GGUF
+    package: str  # the PyPI package whose files hold the GGUF ("": a file of the user's)
     file: str
-    sha256: str
+    sha256: str  # pinned for the models we ship; "": the user's file, their responsibility
     licence: str
+
+    @classmethod
+    def user_file(cls, path: Path) -> GGUFModel:
+        """``VOICEWIRE_LLM=local:/path/to/model.gguf``: any GGUF with a chat template."""
+        return cls(path.stem, "", str(path), "", "the user's")
 
 
 # Verified before shipping (docs/providers.md): the package's LICENSE, the GGUF's own metadata
@@ -73,6 +78,8 @@ PROMPT = (
 
 def model_path(model: GGUFModel) -> Path:
     """The GGUF's path, found without importing its package (whose code we do not need)."""
+    if not model.package:
+        return Path(model.file)
     spec = importlib.util.find_spec(model.package)
     if spec is None or not spec.submodule_search_locations:
         raise ProviderError(
@@ -195,7 +202,8 @@ class GGUFLLM:
         self.threads = threads
         self.max_reply_chars = max_reply_chars
         path = model_path(model)
-        check_file(path, model.sha256)
+        if model.sha256:
+            check_file(path, model.sha256)
         params = xllamacpp.CommonParams()
         params.model.path = str(path)
         params.n_ctx = context
