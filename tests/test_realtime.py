@@ -386,6 +386,11 @@ async def test_bad_events_get_error_events_and_the_session_lives_on(fake_server:
             ({"type": "no.such.event", "event_id": "e1"}, "invalid_value", "type"),
             ({"type": "conversation.item.truncate", "event_id": "e2"}, "invalid_value", None),
             (
+                {"type": "input_audio_buffer.append", "audio": "é", "event_id": "e3b"},
+                "invalid_value",
+                "audio",
+            ),
+            (
                 {"type": "input_audio_buffer.append", "audio": "!!", "event_id": "e3"},
                 "invalid_value",
                 "audio",

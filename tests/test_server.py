@@ -99,6 +99,7 @@ BAD_INPUTS: list[tuple[str, str | bytes, str]] = [
         "frame_too_large",
     ),
     ("bad base64", json.dumps({"type": "user_audio", "audio": "!!notbase64!!"}), "bad_audio"),
+    ("non-ASCII base64", json.dumps({"type": "user_audio", "audio": "UklGRé=="}), "bad_audio"),
     (
         "not a wav",
         json.dumps({"type": "user_audio", "audio": base64.b64encode(b"hello").decode()}),

@@ -11,7 +11,6 @@ by :class:`~voicewire.realtime.events.ServerEvents`. What is supported: ``docs/r
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -110,13 +109,13 @@ class RealtimeConnection:
                 )
                 return
             try:
-                pcm = self._decoder(base64.b64decode(audio, validate=True))
-            except binascii.Error:
+                data = base64.b64decode(audio, validate=True)
+            except ValueError:  # binascii.Error, or characters outside ASCII
                 await self.out.error(
                     "audio is not valid base64", "invalid_value", "audio", event_id
                 )
                 return
-            if pcm:
+            if pcm := self._decoder(data):
                 await self.conversation.mic_audio(pcm)
             return
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
@@ -196,7 +195,7 @@ class RealtimeConnection:
     def _decode_clip(self, b64: str, param: str) -> bytes:
         try:
             data = base64.b64decode(b64, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or characters outside ASCII
             raise BadRequest("audio is not valid base64", param) from None
         return InputDecoder(self.config.input_format, INPUT_SAMPLE_RATE)(data)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -191,6 +190,10 @@ class Connection:
     async def _on_user_audio(self, frame: UserAudio) -> None:
         try:
             data = base64.b64decode(frame.audio, validate=True)
+        except ValueError:  # binascii.Error, or characters outside ASCII
+            await self.error(ErrorCode.BAD_AUDIO, "audio is not valid base64", frame.ref)
+            return
+        try:
             # off the loop: decoding and resampling a long clip takes milliseconds of CPU
             pcm = await asyncio.to_thread(
                 to_input_pcm,
@@ -200,9 +203,6 @@ class Connection:
                 INPUT_SAMPLE_RATE,
                 self.limits.max_audio_s,
             )
-        except binascii.Error:
-            await self.error(ErrorCode.BAD_AUDIO, "audio is not valid base64", frame.ref)
-            return
         except AudioTooLong as exc:
             await self.error(ErrorCode.AUDIO_TOO_LONG, str(exc), frame.ref)
             return
