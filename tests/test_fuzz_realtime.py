@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 from websockets.asyncio.client import connect
 
 from tests.conftest import RunningServer, start_server
+from tests.test_fuzz_protocol import json_values
 from voicewire.providers.base import Providers
 from voicewire.providers.fake import FakeLLM, FakeSTT, FakeTTS
 
@@ -35,13 +36,6 @@ TYPES = [
     "output_audio_buffer.clear",
     "bogus",
 ]
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
 items = st.fixed_dictionaries(
     {"type": st.sampled_from(["message", "function_call", "function_call_output", "x"])},
     optional={
