@@ -164,7 +164,8 @@ async def run_realtime_turn(ws: ClientConnection, cfg: LevelConfig) -> TurnSampl
         if '"response.output_audio.delta"' in head:
             if ttfa is None:
                 ttfa = (time.perf_counter() - start) * 1000
-            audio += (len(message) - message.index('"delta":"') - 30) * 3 // 4  # about
+            b64 = message[message.index('"delta":"') + 9 : -2]  # the last member: ..."}
+            audio += len(b64) * 3 // 4 - b64.count("=")
         elif '"response.done"' in head:
             response = json.loads(message)["response"]
             if response["status"] != "completed":
