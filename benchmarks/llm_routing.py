@@ -24,8 +24,8 @@ from typing import Any
 import psutil
 
 from benchmarks.latency_embedded import save_report
-from benchmarks.llm_set import FOLLOW_UPS, MISHEARD, OPEN
-from benchmarks.routing_accuracy import CASES, HELD_OUT, HELD_OUT_2, Case, calls_match
+from benchmarks.llm_set import FOLLOW_UPS, FOLLOW_UPS_2, MISHEARD, OPEN
+from benchmarks.routing_accuracy import CASES, HELD_OUT, HELD_OUT_2, Case, calls_match, says_match
 from voicewire.metrics import percentile
 from voicewire.providers.base import LLM, TextDelta, ToolCallRequest
 from voicewire.providers.local.agent import RulesAgent
@@ -37,6 +37,7 @@ SETS = {
     "routing held-out 2": HELD_OUT_2,
     "llm misheard": MISHEARD,
     "llm follow-ups": FOLLOW_UPS,
+    "llm follow-ups 2": FOLLOW_UPS_2,
     "llm open": OPEN,
 }
 
@@ -67,7 +68,7 @@ async def first_step(llm: LLM, case: Case) -> dict[str, Any]:
             calls.append((event.name, event.arguments))
     return {
         "text": case.text,
-        "passed": calls_match(calls, case),
+        "passed": calls_match(calls, case) and says_match("".join(text), case),
         "calls": calls,
         "said": "".join(text),
         "first_token_ms": round(first, 1) if first is not None else None,

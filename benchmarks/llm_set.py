@@ -104,3 +104,37 @@ OPEN: list[Case] = [
 ]
 
 HELD_OUT = MISHEARD + FOLLOW_UPS + OPEN  # 32 requests
+
+# A second held-out set of follow-ups, written on 2026-12-02 before the rules learned to edit
+# a chart or answer questions about it; never tuned on. Other charts, other phrasings.
+COSTS = ["Rent", "Food", "Travel"]
+AFTER_PIE = after_chart("pie", COSTS, [1200, 400, 300])
+MONTHS = ["January", "February", "March"]
+AFTER_LINE = after_chart("line", MONTHS, [120, 150, 90])
+
+FOLLOW_UPS_2: list[Case] = [
+    Case("Can you turn that into a bar chart?", [chart("bar", COSTS, [1200, 400, 300])], AFTER_PIE),
+    Case("Show me that as bars instead.", [chart("bar", COSTS, [1200, 400, 300])], AFTER_PIE),
+    Case("Put it on a line graph.", [chart("line", COSTS, [1200, 400, 300])], AFTER_PIE),
+    Case("Switch to a pie chart.", [chart("pie", MONTHS, [120, 150, 90])], AFTER_LINE),
+    Case(
+        "Also add utilities at 100.",
+        [chart("pie", [*COSTS, "Utilities"], [1200, 400, 300, 100])],
+        AFTER_PIE,
+    ),
+    Case("Add April, 170.", [chart("line", [*MONTHS, "April"], [120, 150, 90, 170])], AFTER_LINE),
+    Case("Actually food was 450, not 400.", [chart("pie", COSTS, [1200, 450, 300])], AFTER_PIE),
+    Case("Make February 160.", [chart("line", MONTHS, [120, 160, 90])], AFTER_LINE),
+    Case("Remove travel.", [chart("pie", COSTS[:2], [1200, 400])], AFTER_PIE),
+    Case("Take January out.", [chart("line", MONTHS[1:], [150, 90])], AFTER_LINE),
+    Case(
+        "Can you update March to 95 and add April at 130?",
+        [chart("line", [*MONTHS, "April"], [120, 150, 95, 130])],
+        AFTER_LINE,
+    ),
+    Case("Which month was the lowest?", [], AFTER_LINE, says=("March",)),
+    Case("What's the average?", [], AFTER_LINE, says=("120",)),
+    Case("What's the biggest expense?", [], AFTER_PIE, says=("Rent",)),
+    Case("How much is that altogether?", [], AFTER_PIE, says=("1900",)),
+    Case("Great, thank you!", [], AFTER_PIE),
+]

@@ -10,6 +10,7 @@ calls match exactly in number, names and those arguments. Small talk expects no 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ class Case:
     expect: list[tuple[str, dict[str, Any]]]  # [] = no tool (small talk)
     history: list[Message] = field(default_factory=list)
     need_data: bool = False
+    says: tuple[str, ...] = ()  # words the spoken reply must contain (numbers without commas)
 
 
 def chart(kind: str, labels: list[Any], values: list[Any]) -> tuple[str, dict[str, Any]]:
@@ -351,6 +353,12 @@ def calls_match(calls: list[tuple[str, dict[str, Any]]], case: Case) -> bool:
             elif have != value:
                 return False
     return True
+
+
+def says_match(said: str, case: Case) -> bool:
+    """The reply names what the case wants said ("March", "1900" for "1,900")."""
+    heard = re.sub(r"(?<=\d),(?=\d{3})", "", said).lower()
+    return all(word.lower() in heard for word in case.says)
 
 
 def evaluate(cases: list[Case]) -> tuple[float, list[Case]]:
