@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 from benchmarks.routing_accuracy import CASES, HELD_OUT, HELD_OUT_2, evaluate
 
@@ -56,3 +59,78 @@ def test_near_misses_of_trigger_phrases_are_healed(heard: str, meant: str) -> No
     from voicewire.providers.local.routing import heal
 
     assert heal(heard) == meant
+
+
+# ------------------------------------------------------------------ follow-ups on a chart
+
+COSTS = {"chart_type": "pie", "title": "Costs", "labels": ["Rent", "Food"], "values": [900, 300]}
+
+
+@pytest.mark.parametrize(
+    ("said", "labels", "values", "kind"),
+    [
+        ("add travel 150 please", ["Rent", "Food", "Travel"], [900, 300, 150], "pie"),
+        ("add 150 for travel", ["Rent", "Food", "Travel"], [900, 300, 150], "pie"),
+        ("rent was 950, not 900", ["Rent", "Food"], [950, 300], "pie"),
+        ("delete food and set rent to 1000", ["Rent"], [1000], "pie"),
+        ("show it as bars", ["Rent", "Food"], [900, 300], "bar"),
+    ],
+)
+def test_a_chart_is_edited_by_what_follows_it(
+    said: str, labels: list[str], values: list[int], kind: str
+) -> None:
+    from voicewire.providers.local.follow_ups import edit
+    from voicewire.providers.local.routing import chart_type
+
+    got = edit(said, COSTS, chart_type(said, "pie"), refers="it" in said)
+    assert got == {**COSTS, "chart_type": kind, "labels": labels, "values": values}
+
+
+@pytest.mark.parametrize(
+    ("asked", "said"),
+    [
+        ("What's the total?", "They add up to 1,200."),
+        ("what is the average", "The average is 600."),
+        ("Which one is the smallest?", "Food is the lowest, at 300."),
+        ("What's the best way to save money?", None),  # not about the chart
+        ("What is 2 plus 2?", None),  # numbers: not a question about these figures
+        ("Add a total line.", None),  # not a question
+    ],
+)
+def test_questions_about_a_chart_are_answered_from_its_figures(asked: str, said: str) -> None:
+    from voicewire.providers.local.follow_ups import answer
+
+    assert answer(asked, COSTS) == said
+
+
+def test_follow_ups_edit_the_chart_through_the_server() -> None:
+    """A conversation: a chart, a forgotten item added, a question about the figures."""
+    from tests.conftest import start_server
+    from voicewire.client import Client
+    from voicewire.providers.base import Providers
+    from voicewire.providers.fake import FakeSTT, FakeTTS
+    from voicewire.providers.local.agent import RulesAgent
+
+    srv = start_server(Providers(stt=FakeSTT(), llm=RulesAgent(), tts=FakeTTS()))
+
+    async def talk() -> list[Any]:
+        client = await Client.connect(srv.ws_url)
+        try:
+            return [
+                await client.ask("Bar chart of visits: Monday 30, Tuesday 45"),
+                await client.ask("Oh, and add Wednesday at 38."),
+                await client.ask("What was the total?"),
+            ]
+        finally:
+            await client.close()
+
+    try:
+        first, added, total = asyncio.run(talk())
+    finally:
+        srv.stop()
+    figure = added.first("visualization_data").figure  # type: ignore[union-attr]
+    assert list(figure["data"][0]["x"]) == ["Monday", "Tuesday", "Wednesday"]
+    assert list(figure["data"][0]["y"]) == [30, 45, 38]
+    assert first.first("visualization_data") is not None
+    assert total.first("llm_complete").text == "They add up to 113."  # type: ignore[union-attr]
+    assert total.first("tool_call_start") is None

@@ -26,6 +26,7 @@ from voicewire.providers.base import (
     Usage,
     UsageReport,
 )
+from voicewire.providers.local.follow_ups import say_number as _n
 from voicewire.providers.local.routing import plan
 
 _TOKEN = re.compile(r"\S+\s*")
@@ -153,12 +154,6 @@ def series_title(result: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- replies
 
 
-def _n(value: Any) -> str:
-    if isinstance(value, float) and not value.is_integer():
-        return f"{value:,.2f}".rstrip("0").rstrip(".")
-    return f"{value:,.0f}" if isinstance(value, int | float) else str(value)
-
-
 def _realtime_sentence(r: dict[str, Any]) -> str:
     metric, value = r.get("metric"), r.get("value")
     sentences = {
@@ -251,6 +246,8 @@ class RulesAgent:
             if route.calls and all(name in offered for name, _ in route.calls):
                 calls = [self._call(name, args) for name, args in route.calls]
                 reply = ""
+            elif route.answer:
+                reply = route.answer
             elif route.need_data:
                 reply = NEED_DATA
             else:

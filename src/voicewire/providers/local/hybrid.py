@@ -34,8 +34,8 @@ class HybridLLM:
         calls = route.calls
         if calls and all(name in offered for name, _ in calls):
             return "rules"
-        if route.need_data:
-            return "rules"  # a chart with nothing to draw: ask for the figures, never invent them
+        if route.need_data or route.answer:
+            return "rules"  # nothing to draw (ask for figures), or the chart's figures answer it
         if not calls and reply_for(text)[0] != "fallback":
             return "rules"  # small talk the rules have a line for
         return "model"

@@ -17,6 +17,7 @@ from rapidfuzz import fuzz, process
 from word2number import w2n
 
 from voicewire.providers.base import Message
+from voicewire.providers.local.follow_ups import NUMBER, answer, edit, to_number
 
 # ----------------------------------------------------------------------------- rule tables
 
@@ -33,6 +34,7 @@ CHART_TYPES: tuple[tuple[str, re.Pattern[str]], ...] = (
 FOLLOW_UP = re.compile(
     r"\b(that|it|this|same|previous|last one|instead|again|now as|now a)\b", re.I
 )
+SWITCH = re.compile(r"\b(?:switch|turn|convert|change|redraw|as)\b", re.I)  # "switch to a pie"
 SENTIMENT = re.compile(
     r"\b(sentiment|tone|mood)\b|\bhow does (?:this|that|it)(?: \w+)? sound\b"
     r"|\b(?:is (?:this|that|it) )?positive or negative\b|\bhow (?:positive|negative) is\b"
@@ -128,7 +130,6 @@ _NUMBER_RUN = re.compile(
     + r"))*\b",
     re.I,
 )
-_NUMBER = r"(?<![A-Za-z\d.])-?\d[\d,]*(?:\.\d+)?"  # not inside "q1" or "mp3"
 # items split at "," (not a thousands separator: "1,200"), ";", "and", ". ", "then"
 _ITEM_SPLIT = re.compile(r",(?!\d{3}(?!\d))\s*|;\s*|\s+and\s+|\.\s+|\s+then\s+", re.I)
 # "2.5 million" -> 2500000, before the number words are read (word2number takes "million" alone)
@@ -219,21 +220,16 @@ def _n_str(value: float) -> str:
     return str(int(value)) if value.is_integer() else str(value)
 
 
-def _num(text: str) -> float | int:
-    value = float(text.replace(",", ""))
-    return int(value) if value.is_integer() else value
-
-
 def extract_series(text: str) -> tuple[list[Any], list[float | int]]:
     """Label/value pairs ("January 120, February 150") or x/y pairs ("150 50, 160 55")."""
     data = text.split(":", 1)[1] if ":" in text else text
     labels: list[Any] = []
     values: list[float | int] = []
     for item in _ITEM_SPLIT.split(data):
-        numbers = re.findall(_NUMBER, item)
+        numbers = re.findall(NUMBER, item)
         if len(numbers) == 2 and not re.search(r"[A-Za-z]{2,}", item):
-            labels.append(_num(numbers[0]))  # an x, y pair
-            values.append(_num(numbers[1]))
+            labels.append(to_number(numbers[0]))  # an x, y pair
+            values.append(to_number(numbers[1]))
             continue
         if not 1 <= len(numbers) <= 2:
             continue
@@ -246,7 +242,7 @@ def extract_series(text: str) -> tuple[list[Any], list[float | int]]:
             if number_label is None:
                 continue
             labels.append(number_label.group(1).capitalize())
-            values.append(_num(numbers[1]))
+            values.append(to_number(numbers[1]))
             continue
         words = re.findall(r"[A-Za-z][\w'&-]*", before)
         label: list[str] = []
@@ -259,7 +255,7 @@ def extract_series(text: str) -> tuple[list[Any], list[float | int]]:
             label = [w for w in after if w.lower() not in STOP][:2]
         if label:
             labels.append(" ".join(label))
-            values.append(_num(numbers[0]))
+            values.append(to_number(numbers[0]))
     return labels, values
 
 
@@ -267,7 +263,7 @@ def bare_series(text: str) -> tuple[list[Any], list[float | int]]:
     """Numbers with no labels ("my weight over four weeks: 80, 79, 78.5 and 77"): labelled by
     the unit the request names ("Week 1".."Week 4"), else 1..n, so new data is never lost."""
     data = text.split(":", 1)[1] if ":" in text else text
-    values = [_num(n) for n in re.findall(_NUMBER, data)]
+    values = [to_number(n) for n in re.findall(NUMBER, data)]
     if len(values) < 2:
         return [], []
     unit = _UNIT.search(text)
@@ -366,6 +362,7 @@ class Plan:
     calls: list[tuple[str, dict[str, Any]]]
     chart_after: str | None = None  # chart type to draw from a fetched series
     need_data: bool = False  # a chart was asked for, with nothing to draw
+    answer: str | None = None  # a question about the last chart, answered from its figures
 
 
 def plan(text: str, history: list[Message]) -> Plan:
@@ -381,6 +378,15 @@ def plan(text: str, history: list[Message]) -> Plan:
         return Plan(calls)
     wants_chart = bool(CHART_WORDS.search(spoken))
     metrics = metric_calls(spoken)
+    previous = last_chart_args(history)
+    new_chart = wants_chart and len(extract_series(_SPAN.sub(" ", spoken))[1]) >= 2
+    if previous is not None and not metrics and not new_chart:
+        if said := answer(spoken, previous):
+            return Plan([], answer=said)
+        kind = chart_type(spoken, previous["chart_type"])
+        refers = bool(FOLLOW_UP.search(spoken) or SWITCH.search(spoken))
+        if edited := edit(spoken, previous, kind, refers):
+            return Plan([("generate_chart", edited)])
     if wants_chart:
         data = _SPAN.sub(" ", spoken)
         labels, values = extract_series(data)
@@ -405,7 +411,6 @@ def plan(text: str, history: list[Message]) -> Plan:
             return Plan(
                 [("get_realtime_data", series_metrics[0])], chart_after=chart_type(spoken, "line")
             )
-        previous = last_chart_args(history)
         if previous is not None and (FOLLOW_UP.search(spoken) or chart_type(spoken, "")):
             return Plan(
                 [
