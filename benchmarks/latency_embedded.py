@@ -11,6 +11,8 @@ a microphone. Measured at the client: end of user speech -> first reply audio by
     python benchmarks/latency_embedded.py                 # default settings
     python benchmarks/latency_embedded.py --env VOICEWIRE_STT_WINDOW_S=10
     python benchmarks/latency_embedded.py --burst         # each clip sent as fast as possible
+    python -m benchmarks.latency_embedded --questions open --env VOICEWIRE_LLM=local:smollm2-135m
+        # the 12 open questions of llm_set.py, which only a language model answers
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from benchmarks.llm_set import OPEN
 from voicewire.audio import resample_pcm16
 from voicewire.client import Client
 from voicewire.metrics import percentile
@@ -70,11 +73,11 @@ def trim_trailing_silence(pcm: bytes) -> bytes:
     return samples[:end].tobytes()
 
 
-async def synthesize_questions() -> list[bytes]:
+async def synthesize_questions(questions: list[str] = QUESTIONS) -> list[bytes]:
     runner = ModelRunner(1)
     tts = PiperTTS(runner)  # natural (non-deterministic) prosody, as people vary
     clips = []
-    for text in QUESTIONS:
+    for text in questions:
         pcm = b"".join([c async for c in tts.synthesize(text) if isinstance(c, bytes)])
         clips.append(trim_trailing_silence(resample_pcm16(pcm, tts.sample_rate, INPUT_SAMPLE_RATE)))
     runner.shutdown()
@@ -104,6 +107,7 @@ async def one_turn(client: Client, pcm: bytes, mode: str, burst: bool = False) -
     mic = asyncio.create_task(open_microphone()) if mode == "vad" else None
     timings: StageTimings | None = None
     transcripts: list[str] = []
+    replies: list[str] = []
     statuses: list[str] = []
     open_turns: set[str] = set()
     try:
@@ -117,6 +121,8 @@ async def one_turn(client: Client, pcm: bytes, mode: str, burst: bool = False) -
                 first_audio = received.at_ms
             elif frame.type == "stt_complete":
                 transcripts.append(frame.text)  # type: ignore[attr-defined]
+            elif frame.type == "llm_complete":
+                replies.append(frame.text)  # type: ignore[attr-defined]
             elif frame.type == "metrics_update" and timings is None:
                 timings = frame.timings  # type: ignore[attr-defined]
             elif frame.type == "utterance_complete":
@@ -131,6 +137,7 @@ async def one_turn(client: Client, pcm: bytes, mode: str, burst: bool = False) -
         "status": statuses[0],
         "turns": len(statuses),  # more than 1: the endpointer split the question
         "transcript": " | ".join(transcripts),
+        "reply": " | ".join(replies),
         "speech_ms": round(len(pcm) / 2 / INPUT_SAMPLE_RATE * 1000),
         "ttfa_client_ms": round(first_audio, 2) if first_audio is not None else None,
         "timings": timings.model_dump(exclude_none=True) if timings else {},
@@ -190,7 +197,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def run(
-    url: str, modes: list[str], clips: list[bytes], burst: bool = False
+    url: str, modes: list[str], questions: list[str], clips: list[bytes], burst: bool = False
 ) -> list[dict[str, Any]]:
     rows = []
     for mode in modes:
@@ -202,7 +209,7 @@ async def run(
         await client.expect("ack")
         for i, pcm in enumerate(clips):
             row = await one_turn(client, pcm, mode, burst)
-            row["question"] = QUESTIONS[i]
+            row["question"] = questions[i]
             rows.append(row)
             ttfa = row["ttfa_client_ms"]
             print(
@@ -241,17 +248,21 @@ def main() -> None:
         "--burst", action="store_true", help="send each clip as fast as the socket takes it"
     )
     parser.add_argument("--server-cpus", help="taskset CPU list for the server, e.g. 0-1")
+    parser.add_argument(
+        "--questions", choices=["default", "open"], default="default", help="which questions"
+    )
     parser.add_argument("--out", type=Path, help="write the raw results as JSON")
     args = parser.parse_args()
     env = dict(item.split("=", 1) for item in args.env)
-    clips = asyncio.run(synthesize_questions())
+    questions = QUESTIONS if args.questions == "default" else [c.text for c in OPEN]
+    clips = asyncio.run(synthesize_questions(questions))
     proc = None
     url = args.url
     if url is None:
         proc, base = start_server(env, args.server_cpus)
         url = base.replace("http", "ws", 1) + "/ws/multimodal"
     try:
-        rows = asyncio.run(run(url, args.modes.split(","), clips, args.burst))
+        rows = asyncio.run(run(url, args.modes.split(","), questions, clips, args.burst))
     finally:
         if proc is not None:
             proc.terminate()

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 
 import jsonschema
 import pytest
 
 from tests.conftest import RunningServer, start_server
 from voicewire.client import Client
-from voicewire.providers.base import Providers, TextDelta, ToolCallRequest, UsageReport
+from voicewire.providers.base import (
+    ProviderError,
+    Providers,
+    TextDelta,
+    ToolCallRequest,
+    UsageReport,
+)
 from voicewire.providers.fake import FakeLLM, FakeLLMStep, FakeSTT, FakeTTS
 from voicewire.providers.local.agent import RulesAgent
 from voicewire.providers.local.hybrid import HybridLLM
@@ -27,6 +34,7 @@ TOOLS = default_tools(lambda: {"sessions": 1}).specs()
 
 @pytest.fixture(scope="module")
 def model() -> Iterator[object]:
+    """As shipped: plain replies (the rules make the calls in front of it)."""
     pytest.importorskip("xllamacpp")
     from voicewire.providers.local.gguf import GGUFLLM, MODELS
 
@@ -35,11 +43,22 @@ def model() -> Iterator[object]:
     yield llm
 
 
+@pytest.fixture(scope="module")
+def router() -> Iterator[object]:
+    """The same weights offered the tools, as a user's larger GGUF is: the JSON router."""
+    pytest.importorskip("xllamacpp")
+    from voicewire.providers.local.gguf import GGUFLLM, MODELS
+
+    llm = GGUFLLM(replace(MODELS["smollm2-135m"], tool_calls=True))
+    llm.warm(TOOLS)
+    yield llm
+
+
 async def collect(llm: object, text: str) -> list[object]:
     return [e async for e in llm.stream([{"role": "user", "content": text}], TOOLS)]  # type: ignore[attr-defined]
 
 
-async def test_every_step_is_a_reply_or_a_call_the_tool_schema_accepts(model: object) -> None:
+async def test_every_step_is_a_reply_or_a_call_the_tool_schema_accepts(router: object) -> None:
     requests = [
         "Draw a bar chart: apples 3, pears 5.",
         "Tell me a story about a cat.",
@@ -49,7 +68,7 @@ async def test_every_step_is_a_reply_or_a_call_the_tool_schema_accepts(model: ob
     ]
     schemas = {t.name: t.parameters for t in TOOLS}
     for text in requests:
-        events = await collect(model, text)
+        events = await collect(router, text)
         calls = [e for e in events if isinstance(e, ToolCallRequest)]
         said = "".join(e.text for e in events if isinstance(e, TextDelta))
         assert isinstance(events[-1], UsageReport)
@@ -58,14 +77,51 @@ async def test_every_step_is_a_reply_or_a_call_the_tool_schema_accepts(model: ob
             jsonschema.validate(call.arguments, schemas[call.name])
 
 
-async def test_the_fixed_prefix_is_evaluated_once(model: object) -> None:
-    await collect(model, "What is the capital of France?")
-    first = dict(model.last_timings)  # type: ignore[attr-defined]
-    await collect(model, "Tell me something about the sea.")
-    second = model.last_timings  # type: ignore[attr-defined]
+async def test_the_fixed_prefix_is_evaluated_once(router: object) -> None:
+    await collect(router, "What is the capital of France?")
+    first = dict(router.last_timings)  # type: ignore[attr-defined]
+    await collect(router, "Tell me something about the sea.")
+    second = router.last_timings  # type: ignore[attr-defined]
     assert first["cache_n"] > 150  # the system prompt and the tools were cached at warm-up
     assert second["cache_n"] >= first["cache_n"] // 2
     assert second["prompt_n"] < second["cache_n"] // 4  # only the new question is evaluated
+
+
+async def test_a_plain_reply_streams_and_stops_after_two_sentences(model: object) -> None:
+    """No tools offered to it, no JSON: its words as it writes them, cut where a spoken
+    answer should end (and the model stopped there, not left to run to ``max_tokens``)."""
+    from voicewire.providers.local.gguf import PlainReply
+
+    events = await collect(model, "Tell me about the sea and the stars.")
+    deltas = [e.text for e in events if isinstance(e, TextDelta)]
+    assert len(deltas) >= 3 and not any(isinstance(e, ToolCallRequest) for e in events)
+    said = "".join(deltas)
+    assert said.strip() and "{" not in said[:2]  # words, not a JSON wrapper
+    usage = events[-1]
+    assert isinstance(usage, UsageReport) and usage.usage.output_tokens > 0  # priced
+    reply = PlainReply()
+    pieces = [reply.push(p) for p in ["  One. Tw", 'o?" Three', ". Four."]]
+    assert pieces == ["One. Tw", 'o?"', ""] and reply.full
+
+
+def test_a_plain_model_hears_what_was_said_not_call_notes(model: object) -> None:
+    """Shown "(called get_realtime_data(...))" in its history, a small model writes such notes
+    back as its answer; the words the rules spoke about the results are what it needs."""
+    call = {
+        "id": "c",
+        "type": "function",
+        "function": {"name": "get_realtime_data", "arguments": "{}"},
+    }
+    history = [
+        {"role": "user", "content": "How busy is the CPU?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c", "content": '{"value": 5}'},
+        {"role": "assistant", "content": "CPU usage on this server is 5 percent."},
+        {"role": "user", "content": "Book a table."},
+    ]
+    sent = model._request(history, TOOLS)["messages"]  # type: ignore[attr-defined]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+    assert "called" not in str(sent) and sent[2]["content"].startswith("CPU usage")
 
 
 async def test_a_cancelled_turn_stops_the_model(model: object) -> None:
@@ -128,6 +184,45 @@ async def test_the_hybrid_routes_by_what_the_rules_can_parse() -> None:
     said = [e async for e in hybrid.stream(ask("Tell me a story about a cat."), TOOLS)]
     assert "".join(e.text for e in said if isinstance(e, TextDelta)) == "From the model."
     assert hybrid.handled == {"model": 1}
+
+
+async def test_a_model_that_fails_before_speaking_hands_the_turn_to_the_rules() -> None:
+    """Its output cut off mid-call (``max_tokens``), say: the user hears the rules' answer."""
+    failing = FakeLLM([FakeLLMStep("", fail_after_tokens=0)])
+    hybrid = HybridLLM(RulesAgent(), failing)
+    asked = [{"role": "user", "content": "Tell me a story about a cat."}]
+    said = [e async for e in hybrid.stream(asked, TOOLS)]
+    assert "Sorry, I can't answer that yet" in "".join(
+        e.text for e in said if isinstance(e, TextDelta)
+    )
+    assert hybrid.handled == {"model": 1, "model_failed": 1}
+    midway = HybridLLM(RulesAgent(), FakeLLM([FakeLLMStep("Once upon a", fail_after_tokens=2)]))
+    with pytest.raises(ProviderError):  # words already spoken cannot be taken back
+        _ = [e async for e in midway.stream(asked, TOOLS)]
+
+
+def test_the_model_sees_the_last_exchanges_through_a_window_that_moves_two_at_a_time() -> None:
+    from voicewire.providers.local.gguf import _recent
+
+    def conversation(n: int) -> list[dict[str, str]]:
+        out = []
+        for i in range(n):
+            out.append({"role": "user", "content": f"q{i}"})
+            if i < n - 1:
+                out.append({"role": "assistant", "content": f"a{i}"})
+        return out
+
+    heard = [[m["content"] for m in _recent(conversation(n), 2)] for n in range(1, 9)]
+    assert heard[0] == ["q0"]
+    for n in range(3, 9):  # 2 or 3 turns before this one, never more
+        assert heard[n - 1][-1] == f"q{n - 1}" and 5 <= len(heard[n - 1]) <= 7
+    assert heard[4][0] == heard[5][0] == "q2"  # the same start two turns running: cached
+    call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    now = [
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c", "content": "{}"},
+    ]
+    assert _recent(conversation(6) + now, 2)[-2:] == now  # this turn's steps stay
 
 
 def test_metrics_say_which_path_answered(

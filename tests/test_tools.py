@@ -33,6 +33,19 @@ def test_tool_schemas_are_openai_functions(tools: ToolRegistry) -> None:
     chart = schemas["generate_chart"]["function"]
     assert chart["parameters"]["type"] == "object"
     assert "chart_type" in chart["parameters"]["required"]
+    # the values the tools take are in the schema, so a model's constrained decoding (and a
+    # cloud model) can only pick one of them
+    properties = chart["parameters"]["properties"]
+    assert properties["chart_type"]["enum"] == ["line", "bar", "pie", "scatter"]
+    metric = schemas["get_realtime_data"]["function"]["parameters"]["properties"]["metric"]
+    assert "cpu" in metric["enum"] and "temperature" in metric["enum"]
+
+
+async def test_a_temperature_here_is_said_as_here(tools: ToolRegistry) -> None:
+    here = (await tools.call("get_realtime_data", {"metric": "temperature"})).result
+    args = {"metric": "temperature", "location": "paris"}
+    paris = (await tools.call("get_realtime_data", args)).result
+    assert here["location"] == "here" and paris["location"] == "Paris"
 
 
 @pytest.mark.parametrize(

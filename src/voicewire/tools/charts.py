@@ -25,7 +25,10 @@ class Series(BaseModel):
 
 
 class ChartArgs(BaseModel):
-    chart_type: str = Field(description="One of: line, bar, pie, scatter")
+    # the schema offers exactly these (constrained decoding needs it); the tool forgives "Bar"
+    chart_type: str = Field(
+        description="The kind of chart", json_schema_extra={"enum": list(CHART_TYPES)}
+    )
     title: str = Field(default="", description="Chart title")
     labels: list[Any] = Field(
         default_factory=list, description="Category labels (bar, pie) or x values (line, scatter)"

@@ -31,7 +31,7 @@ VOCABULARY = (
 
 
 class RealtimeArgs(BaseModel):
-    metric: str = Field(description=f"One of: {', '.join(METRICS)}")
+    metric: str = Field(description="What to read", json_schema_extra={"enum": list(METRICS)})
     symbol: str | None = Field(default=None, description="Stock symbol or company (stock)")
     location: str | None = Field(default=None, description="Place (temperature)")
     period: Literal["day", "week", "month"] | None = Field(
@@ -109,7 +109,8 @@ def simulated_temperature(
         ]
     else:  # daily means drift from day to day
         values = [round(v - 10, 1) for v in random_walk(rng.getrandbits(64), n, base + 10, 1.5)]
-    return _simulated("temperature", "C", values, step, period, location=location.title())
+    place = location if location.lower() == "here" else location.title()  # "in here", "in Paris"
+    return _simulated("temperature", "C", values, step, period, location=place)
 
 
 def host_metric(metric: str) -> dict[str, Any]:

@@ -8,7 +8,9 @@ Tool calls are reliable by construction, not by hoping the model follows a forma
 step's output is constrained by a JSON schema built from the offered tools' own schemas,
 ``{"reply": "..."}`` or ``{"tool": NAME, "arguments": {...}}``. The reply streams as it is
 written (its JSON string is decoded as it grows), so the first sentence is spoken while the
-model still writes. The system prompt is the same for every turn, and llama.cpp keeps the
+model still writes. A model too small to choose tools well (``tool_calls=False``; the rules
+make every call in front of it) writes plain text instead, where small models are at their
+best, cut at two sentences. The system prompt is the same for every turn, and llama.cpp keeps the
 KV cache of the prompt it last evaluated: a turn evaluates only what follows the common
 prefix (the cache is filled at start-up by :meth:`GGUFLLM.warm`).
 """
@@ -46,6 +48,8 @@ class GGUFModel:
     file: str
     sha256: str  # pinned for the models we ship; "": the user's file, their responsibility
     licence: str
+    # offered tools (JSON router); False: plain replies only, the rules make every call
+    tool_calls: bool = True
 
     @classmethod
     def user_file(cls, path: Path) -> GGUFModel:
@@ -64,10 +68,15 @@ MODELS = {
             "SmolLM2-135M-Instruct.Q4_1.gguf",
             "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             "Apache-2.0",
+            # measured (docs/performance.md): its calls were never the right ones and it
+            # called tools on small talk, and inside JSON it writes placeholders ("[name]")
+            # where in plain text it answers ("Photosynthesis is the process by which...")
+            tool_calls=False,
         ),
     )
 }
 
+REPLY_PROMPT = "You are a helpful voice assistant. Answer in one or two short sentences."
 PROMPT = (
     "You are the voice of a data dashboard. Your words are spoken aloud: answer in one or two "
     'short sentences of plain speech. Answer as JSON: {{"reply": "what you say"}}, or, '
@@ -166,6 +175,31 @@ class ReplyStream:
         return new
 
 
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s)")
+MAX_SENTENCES = 2
+
+
+class PlainReply:
+    """Plain text as it arrives, up to ``MAX_SENTENCES`` sentences: a spoken answer is short,
+    and a small model rambles on until ``max_tokens`` (then stops mid-sentence)."""
+
+    def __init__(self) -> None:
+        self.raw = ""
+        self.full = False
+        self._sent = 0
+
+    def push(self, piece: str) -> str:
+        if self.full:
+            return ""
+        self.raw += piece
+        text = self.raw.lstrip()
+        ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+        if len(ends) >= MAX_SENTENCES:
+            text, self.full = text[: ends[MAX_SENTENCES - 1]], True
+        new, self._sent = text[self._sent :], len(text)
+        return new
+
+
 def _string_end(body: str) -> int | None:
     """Index of the closing quote of a JSON string's body, if it has arrived."""
     i = 0
@@ -193,7 +227,12 @@ class GGUFLLM:
     """``local:<model>``: one llama.cpp context for the process; turns take turns on it."""
 
     def __init__(
-        self, model: GGUFModel, threads: int = 2, context: int = 4096, max_reply_chars: int = 300
+        self,
+        model: GGUFModel,
+        threads: int = 2,
+        context: int = 4096,
+        max_reply_chars: int = 300,
+        history_turns: int = 2,
     ) -> None:
         import xllamacpp
 
@@ -201,6 +240,7 @@ class GGUFLLM:
         self.name = f"local:{model.name}"
         self.threads = threads
         self.max_reply_chars = max_reply_chars
+        self.history_turns = history_turns
         path = model_path(model)
         if model.sha256:
             check_file(path, model.sha256)
@@ -219,21 +259,40 @@ class GGUFLLM:
         self.last_chunks = 0  # chunks it streamed (a cancelled one stops early)
 
     def _system(self, tools: list[ToolSpec]) -> Message:
+        if not self._router(tools):
+            return {"role": "system", "content": REPLY_PROMPT}
         lines = [f"- {t.name}: {t.description}" for t in tools] or ["(none)"]
         return {"role": "system", "content": PROMPT.format(tools="\n".join(lines))}
 
+    def _router(self, tools: list[ToolSpec]) -> bool:
+        """Whether a step is a JSON choice between a reply and a call, or plain text."""
+        return bool(tools) and self.model.tool_calls
+
     def _request(self, messages: list[Message], tools: list[ToolSpec]) -> dict[str, Any]:
-        chat = [self._system(tools), *(_plain(m) for m in messages if m.get("role") != "system")]
-        return {
+        recent = _recent([m for m in messages if m.get("role") != "system"], self.history_turns)
+        if self._router(tools):
+            said = [_plain(m) for m in recent]
+        else:  # what was said aloud only: call notes in the history would be copied as text
+            said = [
+                {"role": m["role"], "content": m["content"]}
+                for m in recent
+                if m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)
+            ]
+        chat = [self._system(tools), *said]
+        request = {
             "messages": chat,
             "stream": True,
-            "max_tokens": self.max_reply_chars // 2 + 200,
+            "max_tokens": self.max_reply_chars // 3,  # ~3 characters a token
             "temperature": 0.2,
             "repeat_penalty": 1.3,  # small models loop ("I'm a cat. I'm a cat. ...") without it
             "seed": 7,  # the same question gets the same answer (tests, benchmarks, debugging)
-            "json_schema": router_schema(tools, self.max_reply_chars),
             "cache_prompt": True,
+            "timings_per_token": True,  # a reply stopped early still says what it cost
         }
+        if self._router(tools):
+            request["json_schema"] = router_schema(tools, self.max_reply_chars)
+            request["max_tokens"] = self.max_reply_chars // 2 + 200  # a call's JSON is long
+        return request
 
     def _generate(self, request: dict[str, Any], emit: Any, stop: threading.Event) -> None:
         chunks = 0
@@ -267,7 +326,8 @@ class GGUFLLM:
         request = self._request(messages, tools)
         work = asyncio.ensure_future(asyncio.to_thread(self._generate, request, emit, stop))
         work.add_done_callback(lambda _: emit(None))
-        reply = ReplyStream()
+        router = self._router(tools)
+        reply = ReplyStream() if router else PlainReply()
         timings: dict[str, Any] = {}
         try:
             while (chunk := await queue.get()) is not None:
@@ -277,15 +337,17 @@ class GGUFLLM:
                 for choice in chunk.get("choices") or []:
                     if text := reply.push((choice.get("delta") or {}).get("content") or ""):
                         yield TextDelta(text)
+                if isinstance(reply, PlainReply) and reply.full:
+                    stop.set()  # enough said: the model stops at its next token
             if work.exception() is not None:
                 raise ProviderError(self.name, f"generation failed: {work.exception()}")
         finally:
             stop.set()  # a cancelled turn stops the model at its next token
         self.last_timings = timings
-        call = _call(reply.raw, tools)
+        call = _call(reply.raw, tools) if router else None
         if call is not None:
             yield call
-        elif not _REPLY_START.match(reply.raw):
+        elif router and not _REPLY_START.match(reply.raw):
             raise ProviderError(self.name, f"the model's output is not a reply: {reply.raw[:80]!r}")
         seconds = (timings.get("prompt_ms", 0) + timings.get("predicted_ms", 0)) / 1000
         yield UsageReport(
@@ -296,6 +358,22 @@ class GGUFLLM:
                 cpu_seconds=seconds * self.threads,  # llama.cpp's compute time on its threads
             )
         )
+
+
+def _recent(messages: list[Message], turns: int) -> list[Message]:
+    """This turn and the ``turns`` to ``2 * turns - 1`` before it. A small model uses little
+    more than the last exchange, and whatever follows the cached prefix is evaluated anew
+    (ten turns of history cost a 135M model over a second before its first token on two
+    cores). The window moves ``turns`` at a time, not every turn, so that between two moves
+    the history is the same and llama.cpp finds it, the last reply included, in its cache."""
+    starts = [
+        i
+        for i, m in enumerate(messages)
+        if m.get("role") == "user" and isinstance(m.get("content"), str)
+    ]
+    before = len(starts) - 1  # turns before this one
+    first = max(0, (before - turns) // turns * turns) if turns else before
+    return messages[starts[first] :] if starts else messages
 
 
 def _plain(m: Message) -> Message:

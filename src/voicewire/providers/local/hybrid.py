@@ -4,17 +4,22 @@ The rules agent answers at once what it recognises with confidence (a tool reque
 route, small talk it has a line for) and always speaks from tool results (its sentences say
 the figures exactly). Everything else goes to the model: open questions, follow-ups the
 rules cannot parse, requests misheard past the rules' healing. ``handled`` counts which path
-answered each turn (``/metrics``).
+answered each turn (``/metrics``). A model that fails before it says anything (its output
+cut off mid-call, an error) hands the turn back to the rules: the user hears the rules'
+answer, never silence.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 
-from voicewire.providers.base import LLM, LLMEvent, Message, ToolSpec
+from voicewire.providers.base import LLM, LLMEvent, Message, ProviderError, ToolSpec
 from voicewire.providers.local.agent import RulesAgent, reply_for, split_turn
 from voicewire.providers.local.routing import plan
+
+log = logging.getLogger(__name__)
 
 
 class HybridLLM:
@@ -46,6 +51,19 @@ class HybridLLM:
         path = self.route(messages, tools)
         if not split_turn(messages)[2]:  # count turns, not their tool steps
             self.handled[path] += 1
-        agent = self.rules if path == "rules" else self.model
-        async for event in agent.stream(messages, tools):
-            yield event
+        if path == "rules":
+            async for event in self.rules.stream(messages, tools):
+                yield event
+            return
+        said = False
+        try:
+            async for event in self.model.stream(messages, tools):
+                said = True
+                yield event
+        except ProviderError as e:
+            if said:
+                raise
+            log.warning("%s; the rules answer instead", e)
+            self.handled["model_failed"] += 1
+            async for event in self.rules.stream(messages, tools):
+                yield event
