@@ -4,6 +4,7 @@ how fast, and what it says to questions no tool answers (issue 16).
     python -m benchmarks.llm_routing                       # the rules agent alone
     python -m benchmarks.llm_routing --llm smollm2-135m    # rules first, the model for the rest
     python -m benchmarks.llm_routing --llm smollm2-135m --model-only
+    python -m benchmarks.llm_routing --llm /path/model.gguf --tool-calls off   # plain replies
 
 Sets: the routing tuning set and both held-out sets of ``routing_accuracy.py``, and
 ``llm_set.py`` (written before any tuning of the model path). A request passes when its calls
@@ -18,6 +19,7 @@ import argparse
 import asyncio
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +44,16 @@ SETS = {
 }
 
 
-def agent(llm: str | None, model_only: bool) -> LLM:
+def agent(llm: str | None, model_only: bool, tool_calls: bool | None = None) -> LLM:
     if llm is None:
         return RulesAgent()
     from voicewire.providers.local.gguf import GGUFLLM, MODELS, GGUFModel
     from voicewire.providers.local.hybrid import HybridLLM
 
-    model = GGUFLLM(MODELS.get(llm) or GGUFModel.user_file(Path(llm)))
+    chosen = MODELS.get(llm) or GGUFModel.user_file(Path(llm))
+    if tool_calls is not None:
+        chosen = replace(chosen, tool_calls=tool_calls)
+    model = GGUFLLM(chosen)
     model.warm(default_tools(dict).specs())
     return model if model_only else HybridLLM(RulesAgent(), model)
 
@@ -86,9 +91,15 @@ def main() -> None:
     )
     parser.add_argument("--llm", help="a shipped GGUF model's name, or the path of a .gguf file")
     parser.add_argument("--model-only", action="store_true", help="the model without the rules")
+    parser.add_argument(
+        "--tool-calls",
+        choices=["on", "off"],
+        help="offer the model the tools (JSON router) or not (plain replies); default: the model's",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    llm = agent(args.llm, args.model_only)
+    tool_calls = None if args.tool_calls is None else args.tool_calls == "on"
+    llm = agent(args.llm, args.model_only, tool_calls)
     rows = asyncio.run(run(llm))
     summary: dict[str, Any] = {}
     for name, results in rows.items():
@@ -109,7 +120,11 @@ def main() -> None:
     summary["handled"] = dict(getattr(llm, "handled", {}))
     print(json.dumps(summary, indent=2))
     flat = [{"set": name, **r} for name, results in rows.items() for r in results]
-    env = {"llm": args.llm or "rules-agent", "model_only": str(args.model_only)}
+    env = {
+        "llm": args.llm or "rules-agent",
+        "model_only": str(args.model_only),
+        "tool_calls": args.tool_calls or "the model's",
+    }
     save_report("llm_routing", env, summary, flat, args.out)
 
 

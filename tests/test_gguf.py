@@ -254,3 +254,8 @@ def test_a_gguf_of_the_users_own_is_configured_by_path(model: object, tmp_path: 
 
     built = _llm(parse(settings, "llm")[0], settings, None, None)  # type: ignore[arg-type]
     assert built.name == "local:rules-agent+SmolLM2-135M-Instruct.Q4_1"
+    assert built.model.model.tool_calls is False  # type: ignore[attr-defined]  # plain replies
+    with_tools = Settings(llm=f"local:{path}", llm_model_tools=True)
+    built = _llm(parse(with_tools, "llm")[0], with_tools, None, None)  # type: ignore[arg-type]
+    assert built.model.model.tool_calls is True  # type: ignore[attr-defined]
+    assert "json_schema" in built.model._request([], TOOLS)  # type: ignore[attr-defined]

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     stt: str = "local"
     llm: str = "local"
     tts: str = "local"
+    # local:<model> GGUFs are offered the tools too (a larger model may choose them well); off:
+    # the rules make every call and the model only talks
+    llm_model_tools: bool = False
     # A simulated-provider profile (zero, realistic, seed): every stage left at "local" becomes
     # "simulated:<profile>". For load tests and capacity planning without models.
     profile: str | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -290,7 +290,7 @@ def _llm(spec: Spec, s: Settings, runner: ModelRunner, net: _Clients) -> LLM:
         from voicewire.providers.local.hybrid import HybridLLM
 
         known = MODELS.get(spec.model) or GGUFModel.user_file(Path(spec.model))
-        model = GGUFLLM(known, s.model_threads)
+        model = GGUFLLM(replace(known, tool_calls=s.llm_model_tools), s.model_threads)
         return HybridLLM(RulesAgent(), model)
     return RulesAgent()
 

@@ -8,10 +8,10 @@ Tool calls are reliable by construction, not by hoping the model follows a forma
 step's output is constrained by a JSON schema built from the offered tools' own schemas,
 ``{"reply": "..."}`` or ``{"tool": NAME, "arguments": {...}}``. The reply streams as it is
 written (its JSON string is decoded as it grows), so the first sentence is spoken while the
-model still writes. A model too small to choose tools well (``tool_calls=False``; the rules
-make every call in front of it) writes plain text instead, where small models are at their
-best, cut at two sentences. The system prompt is the same for every turn, and llama.cpp keeps the
-KV cache of the prompt it last evaluated: a turn evaluates only what follows the common
+model still writes. A model not offered the tools (``tool_calls=False``, the default: the
+rules in front make every call) writes plain text instead, where small models are at their
+best, cut at two sentences. The system prompt is the same for every turn, and llama.cpp keeps
+the KV cache of the prompt it last evaluated: a turn evaluates only what follows the common
 prefix (the cache is filled at start-up by :meth:`GGUFLLM.warm`).
 """
 
@@ -48,8 +48,11 @@ class GGUFModel:
     file: str
     sha256: str  # pinned for the models we ship; "": the user's file, their responsibility
     licence: str
-    # offered tools (JSON router); False: plain replies only, the rules make every call
-    tool_calls: bool = True
+    # offered the tools (a JSON choice between a reply and a call); False: plain replies, the
+    # rules in front make every call. Off unless asked for (VOICEWIRE_LLM_MODEL_TOOLS): at
+    # 135M-0.5B the calls were never the right ones, and the JSON wrapper spoils the replies
+    # (placeholders such as "[name]" where plain text answers); docs/performance.md
+    tool_calls: bool = False
 
     @classmethod
     def user_file(cls, path: Path) -> GGUFModel:
@@ -68,10 +71,6 @@ MODELS = {
             "SmolLM2-135M-Instruct.Q4_1.gguf",
             "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             "Apache-2.0",
-            # measured (docs/performance.md): its calls were never the right ones and it
-            # called tools on small talk, and inside JSON it writes placeholders ("[name]")
-            # where in plain text it answers ("Photosynthesis is the process by which...")
-            tool_calls=False,
         ),
     )
 }
