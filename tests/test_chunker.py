@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from voicewire.pipeline.chunker import SentenceChunker
+from voicewire.pipeline.chunker import SentenceChunker, speakable
 
 
 def feed(tokens: list[str], first_min_chars: int = 0) -> tuple[list[tuple[int, str]], list[str]]:
@@ -83,3 +83,26 @@ def test_only_the_first_chunk_is_cut_at_a_clause() -> None:
     assert [s for _, s in released] == ["Yes.", "Then, later on, we will see, maybe tomorrow."]
     released, _ = feed(["It costs 1,000 dollars", " in total. Ok"], first_min_chars=5)
     assert [s for _, s in released] == ["It costs 1,000 dollars in total."]
+
+
+@pytest.mark.parametrize(
+    ("written", "said"),
+    [
+        ("1. **Choose the right tea**: green or black.", "Choose the right tea: green or black."),
+        ("## Steps", "Steps"),
+        ("- Boil the `water` first.", "Boil the water first."),
+        ("See [the guide](https://example.com/tea) for more.", "See the guide for more."),
+        ("There are \\( \\boxed{1440} \\) minutes in a day.", "There are 1440 minutes in a day."),
+        ("It costs 2 * 3 = 6 dollars, -5 below.", "It costs 2 * 3 = 6 dollars, -5 below."),
+        ("**", ""),
+    ],
+)
+def test_markup_is_not_read_aloud(written: str, said: str) -> None:
+    assert speakable(written) == said
+
+
+def test_a_list_number_is_not_a_sentence() -> None:
+    chunker = SentenceChunker(first_min_chars=0)
+    said = chunker.push("1. Boil the water. 2. Add the tea.")
+    assert said == ["1. Boil the water.", "2. Add the tea."]
+    assert SentenceChunker(first_min_chars=0).push("It was 2024. Then ") == ["It was 2024."]

@@ -204,3 +204,12 @@ async def test_cancel_stops_every_task_of_the_turn() -> None:
         await task
     assert llm.cancelled.is_set()
     assert asyncio.all_tasks() == before, "the speaker task outlived its turn"
+
+
+async def test_the_tts_hears_words_not_markup_and_the_text_keeps_it() -> None:
+    tts = FakeTTS()
+    reply = "1. **Boil** the water. **"
+    turn, rec, _ = make_turn(FakeLLM([FakeLLMStep(reply)]), tts)
+    assert await turn.run() == "completed"
+    assert tts.calls == ["Boil the water."]  # the lone "**" is not synthesized at all
+    assert [f.text for f in rec.of("assistant_text")] == ["1. **Boil** the water.", "**"]

@@ -129,5 +129,25 @@ class SentenceChunker:
         if word.lower() in ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
             return False
         if word.isdigit():
-            return followed  # "in 2024." ends a sentence; "3." may be "3.5"
+            # "in 2024." ends a sentence; "3." may be "3.5"; "1." alone numbers a list item
+            return followed and stripped.strip() != f"{word}."
         return True
+
+
+# Markup a model may write that a TTS would read out ("asterisk asterisk") or stumble on.
+_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+_LINK = re.compile(r"\[([^\]]+)\]\([^)\s]*\)")
+_MARKUP = re.compile(
+    r"\*\*|__|`+|\\[()\[\]]"  # emphasis, code, LaTeX delimiters
+    r"|^\s*#{1,6}\s+"  # a heading's marks
+    r"|^\s*(?:[-*\u2022]|\d{1,2}[.)])\s+(?=\S)",  # a list item's marker
+    re.M,
+)
+
+
+def speakable(sentence: str) -> str:
+    """The words of a sentence a TTS should say: markdown and LaTeX markers removed (the
+    system prompt asks cloud models for plain speech; small local ones write lists anyway).
+    The text shown to the user keeps them."""
+    text = _LINK.sub(r"\1", _BOXED.sub(r"\1", sentence))
+    return " ".join(_MARKUP.sub("", text).split())

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from voicewire.pipeline.chunker import SentenceChunker
+from voicewire.pipeline.chunker import SentenceChunker, speakable
 from voicewire.protocol import (
     INPUT_SAMPLE_RATE,
     AssistantText,
@@ -469,7 +469,8 @@ class Turn:
         max_bytes = int(self.cfg.max_reply_audio_s * rate) * 2
         while (item := await self._sentences.get()) is not None:
             sentence, figures = item
-            if sentence is None or self._tts_failed or not self.req.options.speak:
+            words = speakable(sentence) if sentence is not None else ""
+            if not words or self._tts_failed or not self.req.options.speak:
                 offset = None if self._tts_failed else self._offset_ms(rate)
                 if sentence is not None:
                     await self.out.send(AssistantText(utterance_id=self.uid, text=sentence))
@@ -479,7 +480,7 @@ class Turn:
             pending = b""
             cut = False
             try:
-                stream = self.p.tts.synthesize(sentence)
+                stream = self.p.tts.synthesize(words)
                 async with contextlib.aclosing(stream):  # type: ignore[type-var]
                     async for pcm in stream:
                         if isinstance(pcm, UsageReport):

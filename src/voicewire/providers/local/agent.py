@@ -76,7 +76,7 @@ SMALL_TALK: tuple[Rule, ...] = (
     ),
     _rule(
         "joke",
-        r"\b(?:tell|know) (?:me )?(?:a |an |any |the |another )?jokes?\b|\bmake me laugh\b",
+        r"\b(?:tell|know) (?:me )?(?:a |an |any |the |that |another )?jokes?\b|\bmake me laugh\b",
         "Why do programmers prefer dark mode? Because light attracts bugs.",
     ),
     _rule("thanks", r"\bthanks?\b|\bthank you\b", "You're welcome! What else can I do for you?"),
