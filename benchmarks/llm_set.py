@@ -138,3 +138,53 @@ FOLLOW_UPS_2: list[Case] = [
     Case("How much is that altogether?", [], AFTER_PIE, says=("1900",)),
     Case("Great, thank you!", [], AFTER_PIE),
 ]
+
+
+# A second held-out set of misheard tool requests, written on 2026-12-02 before the rules were
+# changed for the first one (which from then on served as their tuning set); run once after.
+MISHEARD_2: list[Case] = [
+    Case(
+        "Can you plot a bar chat of sales, north 40, south 55, east 30?",
+        [chart("bar", ["north", "south", "east"], [40, 55, 30])],
+    ),
+    Case(
+        "Make a grab of my steps: Monday 4000, Tuesday 6500, Wednesday 5200.",
+        [
+            (
+                "generate_chart",
+                {"labels": ["Monday", "Tuesday", "Wednesday"], "values": [4000, 6500, 5200]},
+            )
+        ],
+    ),
+    Case(
+        "Show the numbers, apples 12, oranges 8, bananas 15.",
+        [("generate_chart", {"labels": ["apples", "oranges", "bananas"], "values": [12, 8, 15]})],
+    ),
+    Case(
+        "Compare our teams: red 14, blue 9.",
+        [("generate_chart", {"labels": ["red", "blue"], "values": [14, 9]})],
+    ),
+    Case(
+        "What's the sediment of this review: the food was cold and the waiter was rude.",
+        [sentiment("the food was cold and the waiter was rude.")],
+    ),
+    Case("How's the memory looking?", [metric("memory")]),
+    Case("Is the processor maxed out?", [metric("cpu")]),
+    Case(
+        "Give me a pie charge of votes: yes 30, no 12.",
+        [chart("pie", ["yes", "no"], [30, 12])],
+    ),
+    Case(
+        "Rate the mood of this message: thanks so much for the quick fix!",
+        [sentiment("thanks so much for the quick fix!")],
+    ),
+    Case("How much this space is left?", [metric("disk")]),
+    Case(
+        "Chart these, January 1.2 million, February 1.5 million.",
+        [("generate_chart", {"labels": ["January", "February"], "values": [1200000, 1500000]})],
+    ),
+    Case(
+        "Can you bar graph this: cats 3, dogs 5?",
+        [chart("bar", ["cats", "dogs"], [3, 5])],
+    ),
+]
