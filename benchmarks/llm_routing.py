@@ -26,7 +26,7 @@ from typing import Any
 import psutil
 
 from benchmarks.latency_embedded import save_report
-from benchmarks.llm_set import FOLLOW_UPS, FOLLOW_UPS_2, MISHEARD, OPEN
+from benchmarks.llm_set import FOLLOW_UPS, FOLLOW_UPS_2, MISHEARD, MISHEARD_2, OPEN
 from benchmarks.routing_accuracy import CASES, HELD_OUT, HELD_OUT_2, Case, calls_match, says_match
 from voicewire.metrics import percentile
 from voicewire.providers.base import LLM, TextDelta, ToolCallRequest
@@ -38,6 +38,7 @@ SETS = {
     "routing held-out": HELD_OUT,
     "routing held-out 2": HELD_OUT_2,
     "llm misheard": MISHEARD,
+    "llm misheard 2": MISHEARD_2,
     "llm follow-ups": FOLLOW_UPS,
     "llm follow-ups 2": FOLLOW_UPS_2,
     "llm open": OPEN,

@@ -104,8 +104,9 @@ CASES: list[Case] = [
         "Make a scatter plot: 1 2, 2 4, 3 5, 4 9.", [chart("scatter", [1, 2, 3, 4], [2, 4, 5, 9])]
     ),
     Case(
-        "Compare revenue: Europe 4.5, Asia 6.2, America 5.1.", []
-    ),  # "compare" alone is no chart request
+        "Compare revenue: Europe 4.5, Asia 6.2, America 5.1.",
+        [chart("bar", ["Europe", "Asia", "America"], [4.5, 6.2, 5.1])],
+    ),  # figures to compare: a bar chart (was: no call, and "Sorry" from the rules)
     Case(
         "Chart the population: Paris 2.1, Berlin 3.6, Madrid 3.3.",
         [chart("bar", ["Paris", "Berlin", "Madrid"], [2.1, 3.6, 3.3])],

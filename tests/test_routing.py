@@ -49,6 +49,8 @@ def test_series_extraction_handles_separators_and_thousands() -> None:
         ("how much disc space", "how much disk space"),
         ("show me the stock prize of apple", "show me the stock price of apple"),
         ("a bar is open", "a bar is open"),  # ordinary words stay
+        ("if this customer is angry", "if this customer is angry"),  # not "customer email"
+        ("read this customary mail", "read this customer email"),
         (
             "Sentiment analysis on the sentence, I hate it.",
             "Sentiment analysis on the sentence, I hate it.",
@@ -59,6 +61,41 @@ def test_near_misses_of_trigger_phrases_are_healed(heard: str, meant: str) -> No
     from voicewire.providers.local.routing import heal
 
     assert heal(heard) == meant
+
+
+@pytest.mark.parametrize(
+    ("said", "call"),
+    [
+        (
+            "Tell me if this customer is angry: the order was late.",
+            ("analyze_sentiment", {"text": "the order was late."}),
+        ),
+        ("Is this a happy message: we won!", ("analyze_sentiment", {"text": "we won!"})),
+        ("How full is the hard drive?", ("get_realtime_data", {"metric": "disk"})),
+        (
+            "Compare sales: north 4, south 6.",
+            (
+                "generate_chart",
+                {"chart_type": "bar", "labels": ["north", "south"], "values": [4, 6]},
+            ),
+        ),
+    ],
+)
+def test_requests_without_the_tool_words(said: str, call: tuple[str, dict[str, Any]]) -> None:
+    from voicewire.providers.local.routing import plan
+
+    name, args = plan(said, []).calls[0]
+    assert name == call[0] and {k: args[k] for k in call[1]} == call[1]
+
+
+@pytest.mark.parametrize(
+    "said",
+    ["Show me how to cook rice.", "I have 2 cats and 3 dogs.", "Is it sad that I like rain?"],
+)
+def test_ordinary_sentences_call_no_tool(said: str) -> None:
+    from voicewire.providers.local.routing import plan
+
+    assert plan(said, []).calls == []
 
 
 # ------------------------------------------------------------------ follow-ups on a chart

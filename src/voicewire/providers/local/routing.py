@@ -31,14 +31,21 @@ CHART_TYPES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("line", re.compile(r"\b(line|trend|over time|timeline|over the (last|past)|history)\b", re.I)),
     ("bar", re.compile(r"\b(bar|bars|column|histogram|compare|comparison)\b", re.I)),
 )
+# figures read out with one of these ("compare Q1 2.5, Q2 3.1") want a chart, no chart word said
+SHOW_DATA = re.compile(r"\b(compare|comparison|show|display|visuali[sz]e|let me see)\b", re.I)
 FOLLOW_UP = re.compile(
     r"\b(that|it|this|same|previous|last one|instead|again|now as|now a)\b", re.I
 )
 SWITCH = re.compile(r"\b(?:switch|turn|convert|change|redraw|as)\b", re.I)  # "switch to a pie"
+_FEELING = r"(?:positive|negative|happy|sad|angry|upset|annoyed|pleased|rude|friendly|mad)"
 SENTIMENT = re.compile(
     r"\b(sentiment|tone|mood)\b|\bhow does (?:this|that|it)(?: \w+)? sound\b"
     r"|\b(?:is (?:this|that|it) )?positive or negative\b|\bhow (?:positive|negative) is\b"
-    r"|\b(?:is|was|does) (?:this|that|it)(?: \w+)? (?:sound )?(?:positive|negative)\b",
+    r"|\b(?:is|was|does) (?:this|that|it)(?: \w+)? (?:sound )?(?:positive|negative)\b"
+    # "is this a happy message: ...", "tell me if this customer is angry: ..."
+    rf"|\b(?:a|an|this|that|the) {_FEELING} (?:message|e-?mail|review|text|comment|note|reply)\b"
+    rf"|\b(?:this|that|the) (?:customer|client|user|writer|sender) (?:is|was|sounds?|seems?) "
+    rf"{_FEELING}\b",
     re.I,
 )
 # what stands between "sentiment" and the text: "of this review:", "analysis on the sentence,"
@@ -51,7 +58,7 @@ SENTIMENT_LEAD = re.compile(
     re.I,
 )
 HOST_QUESTION = re.compile(
-    r"\b(usage|use|used|using|load|how much|current|currently|level|status|free|"
+    r"\b(usage|use|used|using|load|how much|how full|current|currently|level|status|free|"
     r"utili[sz]ation|what|show|check|tell|give|how(?:'s| is| are)|doing|busy|left)\b",
     re.I,
 )
@@ -59,7 +66,7 @@ HOST_QUESTION = re.compile(
 METRICS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("cpu", re.compile(r"\b(cpu|c\.? ?p\.? ?u\.?|processor|compute load)\b", re.I)),
     ("memory", re.compile(r"\b(memory|ram)\b", re.I)),
-    ("disk", re.compile(r"\b(disk|disc|storage|drive space)\b", re.I)),
+    ("disk", re.compile(r"\b(disk|disc|storage|drive space|hard drive)\b", re.I)),
     ("network", re.compile(r"\b(network|bandwidth|traffic)\b", re.I)),
     (
         "sessions",
@@ -195,8 +202,10 @@ def heal(text: str) -> str:
 
 
 def _same_start(heard: str, phrase: str) -> bool:
-    """The second word must begin alike ("part chart", not "bar chat" -> "bar" + anything)."""
-    return heard.split()[1][:2] == phrase.split()[1][:2] or heard.split()[0] == phrase.split()[0]
+    """The second words must be alike too ("part chart", "customary mail"), so a phrase is
+    never made of a word and anything after it ("customer is" is not "customer email")."""
+    said, meant = heard.split()[1], phrase.split()[1]
+    return said[:2] == meant[:2] or fuzz.ratio(said, meant) >= 75
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -376,8 +385,12 @@ def plan(text: str, history: list[Message]) -> Plan:
         if target:
             calls.append(("analyze_sentiment", {"text": target}))
         return Plan(calls)
-    wants_chart = bool(CHART_WORDS.search(spoken))
     metrics = metric_calls(spoken)
+    wants_chart = bool(CHART_WORDS.search(spoken)) or (
+        not metrics
+        and bool(SHOW_DATA.search(spoken))
+        and len(extract_series(_SPAN.sub(" ", spoken))[1]) >= 2
+    )
     previous = last_chart_args(history)
     new_chart = wants_chart and len(extract_series(_SPAN.sub(" ", spoken))[1]) >= 2
     if previous is not None and not metrics and not new_chart:
