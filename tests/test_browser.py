@@ -365,3 +365,36 @@ async def test_talking_over_the_agent_stops_it_in_the_page(
             assert "interrupted" in await first.inner_text()
         finally:
             await b.close()
+
+
+# ------------------------------------------------------------------ API keys (issue 17)
+
+
+async def test_with_keys_on_the_page_asks_for_one_and_connects_with_a_token(
+    browser: Browser,
+) -> None:
+    from voicewire.providers.base import Providers
+    from voicewire.providers.fake import FakeSTT, FakeTTS
+    from voicewire.providers.local.agent import RulesAgent
+
+    key = "vw-browser-key-0123456789"
+    srv = start_server(Providers(stt=FakeSTT(), llm=RulesAgent(), tts=FakeTTS()), api_keys=key)
+    try:
+        page = await browser.new_page()
+        await page.goto(srv.base + "/")
+        await page.wait_for_selector("#key-form:not([hidden])", timeout=WAIT_MS)
+        assert "API key" in await page.inner_text("#status")
+        await page.fill("#api-key", "not-the-key")
+        await page.press("#api-key", "Enter")
+        await page.wait_for_function(
+            "document.getElementById('status').textContent.includes('refused')", timeout=WAIT_MS
+        )
+        await page.fill("#api-key", key)
+        await page.press("#api-key", "Enter")
+        await page.wait_for_function("window.vw && window.vw.connected", timeout=WAIT_MS)
+        await page.fill("#text", "What time is it?")
+        await page.press("#text", "Enter")
+        await page.wait_for_selector(".turn .assistant .sentence", timeout=WAIT_MS)
+        assert key not in await page.evaluate("location.href + document.cookie")
+    finally:
+        srv.stop()

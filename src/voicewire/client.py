@@ -82,8 +82,18 @@ class Client:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def connect(cls, url: str, open_timeout: float = 60.0) -> Client:
-        ws = await connect(url, max_size=None, open_timeout=open_timeout, compression=None)
+    async def connect(
+        cls, url: str, open_timeout: float = 60.0, api_key: str | None = None
+    ) -> Client:
+        """Open a session; ``api_key``: the server's key (or a client token), if it needs one."""
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        ws = await connect(
+            url,
+            max_size=None,
+            open_timeout=open_timeout,
+            compression=None,
+            additional_headers=headers,
+        )
         first = parse_server_frame(await asyncio.wait_for(ws.recv(), open_timeout))
         if not isinstance(first, Init):
             await ws.close()

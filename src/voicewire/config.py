@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     # visits could drive the server, and spend its cloud credits, from their browser.
     allowed_origins: str = ""
     log_level: str = "info"
+    # Access (docs/deploy.md). API keys: comma-separated "key" or "name:key", or "@path" to a
+    # file of them, one per line (re-read when it changes). Unset: no key needed (loopback use).
+    api_keys: SecretStr | None = None
+    # Signs client tokens (POST /v1/client_tokens); unset: a random one per process. Set it
+    # when several workers must accept each other's tokens.
+    token_secret: SecretStr | None = None
+    token_ttl_s: float = Field(default=60.0, gt=0, le=3600)  # a token's time to connect
 
     # Providers, as "kind" or "kind:model"; a comma-separated list is a fallback chain, tried
     # in order (e.g. "openai:gpt-4o-mini,local"). The embedded defaults need no key and no

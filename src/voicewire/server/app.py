@@ -28,6 +28,14 @@ from voicewire.providers.base import Providers
 from voicewire.realtime.config import RealtimeConfig
 from voicewire.realtime.connection import RealtimeConnection
 from voicewire.server import rest, viz
+from voicewire.server.auth import (
+    Authenticator,
+    Guard,
+    Keyring,
+    Tokens,
+    chosen_protocol,
+    redact_server_logs,
+)
 from voicewire.server.connection import Connection, init_frame
 from voicewire.server.runtime import ProviderFactory, Runtime
 from voicewire.server.serving import BodyLimit, max_body_bytes
@@ -46,6 +54,17 @@ def create_app(
     if providers is None:
         validate(settings)  # a bad provider name fails now, not at the first turn
     runtime = Runtime(settings, providers, tools)
+    auth = Authenticator(
+        Keyring(settings.api_keys.get_secret_value() if settings.api_keys else None),
+        Tokens(settings.token_secret.get_secret_value() if settings.token_secret else None),
+    )
+    redact_server_logs()
+    if not auth.enabled and not _loopback(settings.host):
+        log.warning(
+            "serving on %s with no API keys: anyone who can reach the port can use this "
+            "server and spend its credit; set VOICEWIRE_API_KEYS (docs/deploy.md)",
+            settings.host,
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,7 +97,9 @@ def create_app(
         redoc_url=None,  # ReDoc's page loads its logo from a CDN
     )
     app.state.runtime = runtime
+    app.state.auth = auth
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes(settings))
+    app.add_middleware(Guard, auth=auth)  # outermost: nothing runs for a refused caller
     app.include_router(rest.router)
     app.include_router(viz.router)
     web = Path(__file__).parent.parent / "web"
@@ -175,7 +196,7 @@ async def _admitted(ws: WebSocket, settings: Settings) -> bool:
         log.warning("refused a WebSocket from origin %s", origin)
         await ws.close(code=1008, reason="origin not allowed")  # before accept: HTTP 403
         return False
-    await ws.accept()
+    await ws.accept(subprotocol=chosen_protocol(ws.scope))
     return True
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from voicewire import __version__
 from voicewire.audio import AudioError, AudioTooLong, EmptyAudio, duration_ms, to_input_pcm
@@ -37,6 +37,7 @@ class ErrorBody(BaseModel):
 
 
 _ERROR_TEXT = {
+    400: "Not applicable to this server's configuration",
     404: "Unknown id",
     413: "Upload or audio over the configured limit",
     415: "Not a PCM WAV file",
@@ -64,6 +65,7 @@ async def health(request: Request) -> JSONResponse:
         "models": rt.providers.describe() if rt.providers else None,
         "endpoints": rt.endpoint_checks,
         "sessions": {"connected": rt.store.connected(), "known": len(rt.store)},
+        "auth": "api_key" if request.app.state.auth.enabled else "none",
     }
     if unusable:
         body["unusable"] = unusable
@@ -176,3 +178,28 @@ async def stt_test(request: Request, file: UploadFile) -> dict[str, Any]:
         "audio_ms": round(audio_ms, 2),
         "model": stt.name,
     }
+
+
+class ClientTokenRequest(BaseModel):
+    expires_in: float | None = Field(
+        default=None, gt=0, le=3600, description="Seconds to connect; default token_ttl_s"
+    )
+
+
+class ClientToken(BaseModel):
+    token: str = Field(description="Give it to the browser: ?token= or subprotocol")
+    expires_at: int = Field(description="Unix time after which it no longer connects")
+    key: str = Field(description="The name of the API key it acts for")
+
+
+@router.post("/v1/client_tokens", responses=_errors(400))
+async def client_token(request: Request, body: ClientTokenRequest | None = None) -> ClientToken:
+    """A short-lived token that lets a browser open a WebSocket on behalf of the calling API
+    key (a browser cannot set an Authorization header on a WebSocket). Needs the API key."""
+    auth = request.app.state.auth
+    if not auth.enabled:
+        raise HTTPException(400, "API keys are not enabled (VOICEWIRE_API_KEYS): no token needed")
+    caller = request.state.caller
+    ttl = body.expires_in if body and body.expires_in else _rt(request).settings.token_ttl_s
+    token, expires_at = auth.tokens.mint(caller.key, ttl)
+    return ClientToken(token=token, expires_at=expires_at, key=caller.key)

@@ -27,11 +27,48 @@ const player = new Player({
 });
 const mic = new Microphone(() => player.context(), onMicFrame);
 const proto = location.protocol === "https:" ? "wss" : "ws";
-const conn = new Connection(`${proto}://${location.host}/ws/multimodal`, {
-  onFrame,
-  onAudio,
-  onState: onConnectionState,
-});
+const conn = new Connection(
+  `${proto}://${location.host}/ws/multimodal`,
+  { onFrame, onAudio, onState: onConnectionState },
+  credentials,
+);
+
+// With API keys on (docs/deploy.md), the page connects with a client token, fresh for each
+// attempt: from the page's own backend (?token_url=..., which answers {"token": ...}), or, in
+// development, minted here with an API key typed into the page (kept for this tab only).
+const KEY_ITEM = "voicewire-api-key";
+const params = new URLSearchParams(location.search);
+
+async function credentials() {
+  const tokenUrl = params.get("token_url");
+  let response;
+  if (tokenUrl) {
+    response = await fetch(tokenUrl, { method: "POST", credentials: "include" });
+  } else {
+    const key = sessionStorage.getItem(KEY_ITEM);
+    if (!key) return [];
+    response = await fetch("/v1/client_tokens", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${key}` },
+    });
+    if (response.status === 400) return []; // this server takes no keys
+    if (response.status === 401) {
+      sessionStorage.removeItem(KEY_ITEM);
+      throw new Error("that API key was refused");
+    }
+  }
+  if (!response.ok) throw new Error(`no client token (HTTP ${response.status})`);
+  const { token } = await response.json();
+  return ["voicewire", `voicewire-token.${token}`];
+}
+
+$("key-form").onsubmit = (ev) => {
+  ev.preventDefault();
+  sessionStorage.setItem(KEY_ITEM, $("api-key").value.trim());
+  $("api-key").value = "";
+  $("key-form").hidden = true;
+  conn.connect();
+};
 Object.assign(vw, { player, mic, turns });
 Object.defineProperty(vw, "samplesScheduled", { get: () => player.samplesScheduled });
 
@@ -52,6 +89,11 @@ function settle() {
 
 function onConnectionState(state, detail) {
   if (state === "connecting") setConnection(state, "connecting…");
+  if (state === "unauthorized") {
+    setConnection(state, `not connected: ${detail.message}`);
+    $("key-form").hidden = false;
+    $("api-key").focus();
+  }
   if (state === "lost" || state === "closed") {
     vw.connected = false;
     for (const uid of running) {

@@ -11,9 +11,13 @@ export function decodeAudioFrame(buf) {
 export class Connection {
   // handlers: onFrame(frame), onAudio(head, pcm), onState(state, detail)
   // state: "connecting" | "open" | "lost" (will retry in detail.retryMs) | "closed" (by us)
-  constructor(url, handlers) {
+  //   | "unauthorized" (the server wants a credential: detail.message; no retry)
+  // credentials(): the WebSocket subprotocols to offer, a client token among them (a browser
+  // cannot set an Authorization header on a WebSocket); it throws to say none can be had.
+  constructor(url, handlers, credentials = async () => []) {
     this.url = url;
     this.h = handlers;
+    this.credentials = credentials;
     this.ws = null;
     this.want = false;
     this.retryMs = 500;
@@ -25,12 +29,21 @@ export class Connection {
     return !!this.ws && this.ws.readyState === WebSocket.OPEN;
   }
 
-  connect() {
+  async connect() {
     this.want = true;
     clearTimeout(this.timer);
-    const ws = (this.ws = new WebSocket(this.url));
-    ws.binaryType = "arraybuffer";
     this.h.onState("connecting");
+    let protocols;
+    try {
+      protocols = await this.credentials(); // a fresh token for every attempt: they expire
+    } catch (err) {
+      this.want = false;
+      return this.h.onState("unauthorized", { message: err.message });
+    }
+    if (!this.want) return; // disconnected meanwhile
+    const ws = (this.ws = new WebSocket(this.url, protocols));
+    ws.binaryType = "arraybuffer";
+    let opened = false;
     ws.onmessage = (ev) => {
       if (typeof ev.data === "string") {
         const frame = JSON.parse(ev.data);
@@ -41,15 +54,33 @@ export class Connection {
         this.h.onAudio(head, pcm);
       }
     };
-    ws.onopen = () => this.h.onState("open");
-    ws.onclose = (ev) => {
+    ws.onopen = () => {
+      opened = true;
+      this.h.onState("open");
+    };
+    ws.onclose = async (ev) => {
       if (ws !== this.ws) return; // a socket we already replaced
       if (!this.want) return this.h.onState("closed", { code: ev.code });
+      if (!opened && (await this.refusedForAuth())) {
+        this.want = false;
+        return this.h.onState("unauthorized", { message: "this server needs an API key" });
+      }
       const retryMs = this.retryMs;
       this.retryMs = Math.min(this.retryMs * 2, 8000);
       this.h.onState("lost", { retryMs, code: ev.code });
       this.timer = setTimeout(() => this.want && this.connect(), retryMs);
     };
+  }
+
+  // A handshake refused with HTTP 401 looks like any failed connection to a page: ask /health
+  // whether the server wants a credential we did not bring.
+  async refusedForAuth() {
+    try {
+      const health = await (await fetch("/health")).json();
+      return health.auth === "api_key" && (await this.credentials()).length === 0;
+    } catch {
+      return false;
+    }
   }
 
   disconnect() {
