@@ -42,10 +42,10 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port [default: 8000]", min=1, max=65535)] = None,
 ) -> None:
     """Serve the WebSocket and REST API (embedded offline models by default)."""
-    import uvicorn
 
     from voicewire.providers import ConfigError
     from voicewire.server.app import create_app
+    from voicewire.server.lifecycle import DrainingServer
     from voicewire.server.serving import uvicorn_config
 
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v}
@@ -58,7 +58,8 @@ def serve(
     except ConfigError as exc:
         console.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    uvicorn.Server(uvicorn_config(application, settings)).run()
+    server = DrainingServer(uvicorn_config(application, settings), application.state.runtime)
+    server.run()
 
 
 @app.command()

@@ -228,6 +228,14 @@ class Settings(BaseSettings):
     # exhausted), and a client must finish its request headers / WebSocket handshake within
     # handshake_timeout_s or the socket is closed.
     max_connections: int = Field(default=5000, ge=1)
+    # Admission (docs/deploy.md): at most this many sessions at once; unset: the capacity the
+    # resource monitor estimates once it has measured 50 turns (before that, no cap but the
+    # connection cap). New sessions are also refused while the event loop is this late
+    # (0: never). Beyond either: HTTP 503 with Retry-After at the handshake.
+    max_sessions: int | None = Field(default=None, ge=1)
+    shed_loop_lag_ms: float = Field(default=1000.0, ge=0)
+    # On SIGTERM/SIGINT running turns get this long to finish before clients are closed.
+    drain_timeout_s: float = Field(default=30.0, ge=0, le=3600)
     handshake_timeout_s: float = Field(default=10.0, gt=0, le=600)
 
     @classmethod

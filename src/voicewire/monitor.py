@@ -109,6 +109,10 @@ class ResourceMonitor:
             "monitor_overhead_core_fraction": round(self._own_cpu_s / elapsed, 6),
         }
 
+    def recent_loop_lag_ms(self) -> float:
+        """The event loop's lateness at the last sample (0 before the first)."""
+        return self.samples[-1].loop_lag_ms if self.samples else 0.0
+
     def capacity(
         self, sessions: int, turns: int, cpu_s_since_start: float, avg_turn_s: float | None
     ) -> dict[str, Any]:

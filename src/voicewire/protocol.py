@@ -22,7 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 # 1.1: barge-in (interrupt, playback, utterance_interrupted, reply_heard);
 # 1.2: session_update.max_silence_ms (semantic end of turn);
 # 1.3: tool_call_start.client, metrics_update.llm_tokens
-PROTOCOL_VERSION = "1.3"
+PROTOCOL_VERSION = "1.4"
 INPUT_SAMPLE_RATE = 16_000
 
 
@@ -355,6 +355,14 @@ class TokenCounts(BaseModel):
     output: int = 0
 
 
+class SessionClosing(ServerFrame):
+    """The server is about to close the session (it is shutting down): reconnect elsewhere."""
+
+    type: Literal["session_closing"] = "session_closing"
+    reason: Literal["server_shutdown"] = "server_shutdown"
+    message: str = ""
+
+
 class MetricsUpdate(ServerFrame):
     type: Literal["metrics_update"] = "metrics_update"
     timings: StageTimings
@@ -415,6 +423,7 @@ class UtteranceComplete(ServerFrame):
 
 SERVER_FRAME_CLASSES: tuple[type[ServerFrame], ...] = (
     Init,
+    SessionClosing,
     Ack,
     Error,
     Pong,

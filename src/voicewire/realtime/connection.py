@@ -290,6 +290,12 @@ class RealtimeConnection:
     def idle(self) -> bool:
         return self.conversation.idle()
 
+    async def close_for_shutdown(self) -> None:
+        """The server drains: Realtime has no "closing" event, so the close says it (1001,
+        "going away"; the OpenAI SDKs surface the code and reason)."""
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=1001, reason="server shutting down")
+
     async def close_idle(self) -> None:
         await self.out.error("closing an idle session", "idle_timeout")
         with contextlib.suppress(Exception):

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import fastapi_offline
 from fastapi import FastAPI, WebSocket
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from voicewire import __version__
@@ -124,7 +124,7 @@ def create_app(
 
     @app.websocket("/ws/multimodal")
     async def multimodal(ws: WebSocket) -> None:
-        if not await _admitted(ws, settings):
+        if not await _admitted(ws, settings, runtime):
             return
         session = Session(settings.turn_detection, settings.silence_ms, settings.history_turns)
         runtime.store.add(session)
@@ -160,7 +160,7 @@ def create_app(
     ) -> None:
         """The OpenAI Realtime protocol (docs/realtime.md); ``voicewire_events``: also send
         the server's tool calls and charts as ``voicewire.*`` events."""
-        if not await _admitted(ws, settings):
+        if not await _admitted(ws, settings, runtime):
             return
         await runtime.loaded.wait()  # a client may connect while the models still load
         if runtime.status != "ready":
@@ -189,12 +189,20 @@ def create_app(
     return app
 
 
-async def _admitted(ws: WebSocket, settings: Settings) -> bool:
-    """Accept a WebSocket, unless it comes from a page that may not connect."""
+async def _admitted(ws: WebSocket, settings: Settings, runtime: Runtime) -> bool:
+    """Accept a WebSocket, unless it comes from a page that may not connect or the server
+    takes no new session now (HTTP 503 with Retry-After: draining, full, overloaded)."""
     origin = ws.headers.get("origin")
     if origin and not origin_allowed(origin, ws.scope.get("server"), settings):
         log.warning("refused a WebSocket from origin %s", origin)
         await ws.close(code=1008, reason="origin not allowed")  # before accept: HTTP 403
+        return False
+    verdict = runtime.admission.check()
+    if not verdict.ok:
+        log.warning("refused a session: %s", verdict.reason)
+        body = {"error": {"code": "unavailable", "message": verdict.reason}}
+        headers = {"Retry-After": str(verdict.retry_after_s)}
+        await ws.send_denial_response(JSONResponse(body, status_code=503, headers=headers))
         return False
     await ws.accept(subprotocol=chosen_protocol(ws.scope))
     return True

@@ -35,6 +35,7 @@ from voicewire.protocol import (
     Playback,
     Pong,
     ServerFrame,
+    SessionClosing,
     SessionUpdate,
     TtsChunk,
     UserAudio,
@@ -229,6 +230,14 @@ class Connection:
 
     def idle(self) -> bool:
         return self.conversation.idle()
+
+    async def close_for_shutdown(self) -> None:
+        """The server drains: say so, then close as "going away" (1001)."""
+        message = "the server is shutting down; reconnect to continue"
+        with contextlib.suppress(Exception):
+            await self.send(SessionClosing(message=message))
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=1001, reason="server shutting down")
 
     async def close_idle(self) -> None:
         await self.error(ErrorCode.IDLE_TIMEOUT, "closing an idle session")

@@ -74,6 +74,25 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if status == "ready" else 503)
 
 
+@router.get("/health/ready", responses=_errors(503))
+async def ready(request: Request) -> JSONResponse:
+    """Readiness, for a load balancer: 200 while new sessions are welcome; 503 while the
+    models load, while draining, at capacity or overloaded (``reason``, ``Retry-After``)."""
+    rt = _rt(request)
+    verdict = rt.admission.check()
+    reason = verdict.reason if rt.status == "ready" else f"models {rt.status}"
+    ok = rt.status == "ready" and verdict.ok
+    body = {
+        "ready": ok,
+        "draining": rt.admission.draining,
+        "sessions": rt.store.connected(),
+        "max_sessions": rt.admission.session_cap(),
+        **({} if ok else {"reason": reason}),
+    }
+    headers = {} if ok else {"Retry-After": str(verdict.retry_after_s or 5)}
+    return JSONResponse(body, status_code=200 if ok else 503, headers=headers)
+
+
 @router.get("/metrics")
 async def metrics(request: Request) -> dict[str, Any]:
     """Sessions, per-stage performance, costs, features and resources, as JSON."""
@@ -83,9 +102,6 @@ async def metrics(request: Request) -> dict[str, Any]:
     totals = rt.accountant.totals
     cost = sum(totals.values(), Decimal(0))
     resources = rt.monitor.snapshot()
-    total_ms = rt.metrics.stages["total_ms"].summary()
-    avg_turn_s = total_ms["avg"] / 1000 if "avg" in total_ms else None
-    cpu_since_ready = (rt.monitor.samples[-1].cpu_s if rt.monitor.samples else 0) - rt.cpu_at_ready
     return {
         "sessions": {"connected": rt.store.connected(), "known": len(rt.store)},
         "active_utterances": sum(1 for c in rt.connections.values() if c.busy()),
@@ -115,9 +131,7 @@ async def metrics(request: Request) -> dict[str, Any]:
         },
         "resources": {
             **resources,
-            "capacity": rt.monitor.capacity(
-                rt.store.connected(), turns, cpu_since_ready, avg_turn_s
-            ),
+            "capacity": rt.capacity(),
         },
     }
 

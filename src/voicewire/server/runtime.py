@@ -22,6 +22,7 @@ from voicewire.pipeline.turn import Tools, TurnConfig
 from voicewire.providers import build_providers, endpoint_key, parse
 from voicewire.providers.base import Providers, redact
 from voicewire.providers.runner import ModelRunner
+from voicewire.server.lifecycle import Admission
 from voicewire.server.prom import RuntimeCollector
 from voicewire.session import SessionStore
 from voicewire.tools import default_tools, warm_tools
@@ -76,6 +77,7 @@ class Runtime:
         self._checked_at = 0.0
         self.started_at = time.monotonic()
         self.metrics.registry.register(RuntimeCollector(self))  # reads the state above
+        self.admission = Admission(self)
 
     def require_providers(self) -> Providers:
         if self.providers is None:
@@ -208,6 +210,23 @@ class Runtime:
                 if conn is not None and conn.idle():
                     await conn.close_idle()
             self.store.expire(now, s.session_ttl_s)
+
+    def capacity(self) -> dict[str, Any]:
+        """The resource monitor's estimate of the sessions this host could hold, from the
+        CPU per turn and memory per session measured so far."""
+        turns = sum(self.metrics.turns.values())
+        total_ms = self.metrics.stages["total_ms"].summary()
+        avg_turn_s = total_ms["avg"] / 1000 if "avg" in total_ms else None
+        cpu = (self.monitor.samples[-1].cpu_s if self.monitor.samples else 0) - self.cpu_at_ready
+        return {
+            **self.monitor.capacity(self.store.connected(), turns, cpu, avg_turn_s),
+            "turns_measured": turns,
+        }
+
+    async def flush(self) -> None:
+        """Wait for the accounting still running in the background (the ledger's writes)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     def shutdown(self) -> None:
         self.runner.shutdown()

@@ -1,0 +1,125 @@
+"""Admission and drain: a full server refuses the next session at the handshake and keeps the
+ones it has; SIGTERM lets running turns finish, tells every client, closes with 1001, leaves
+every turn in the ledger and exits 0."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from tests.conftest import RunningServer
+from voicewire.client import Client
+from voicewire.protocol import SessionClosing, parse_server_frame
+
+Make = Callable[..., RunningServer]
+
+
+async def refused_with(url: str) -> tuple[int, dict[str, str], dict[str, object]]:
+    with pytest.raises(InvalidStatus) as caught:
+        async with connect(url):
+            pass
+    response = caught.value.response
+    return response.status_code, dict(response.headers), json.loads(response.body or b"{}")
+
+
+async def test_at_capacity_the_next_session_gets_503_and_the_others_keep_working(
+    fake_server: Make,
+) -> None:
+    srv = fake_server(max_sessions=2)
+    first, second = await Client.connect(srv.ws_url), await Client.connect(srv.ws_url)
+    status, headers, body = await refused_with(srv.ws_url)
+    assert status == 503 and int(headers["retry-after"]) > 0
+    assert "capacity (2 sessions)" in body["error"]["message"]  # type: ignore[index]
+    async with httpx.AsyncClient(base_url=srv.base) as http:
+        ready = await http.get("/health/ready")
+        assert ready.status_code == 503 and ready.json()["max_sessions"] == 2
+        assert (await http.get("/health")).status_code == 200  # alive, only full
+        for client in (first, second):  # nobody was dropped to make room
+            assert (await client.ask("still there?")).status == "completed"
+    await first.close()
+    await second.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_sigterm_drains_running_turns_then_exits_0() -> None:
+    port = free_port()
+    data = Path(tempfile.mkdtemp(prefix="voicewire-drain-"))
+    env = {
+        **os.environ,
+        "VOICEWIRE_PROFILE": "realistic",  # turns of ~2 s: under way when the signal comes
+        "VOICEWIRE_PORT": str(port),
+        "VOICEWIRE_DATA_DIR": str(data),
+        "VOICEWIRE_LOG_LEVEL": "info",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voicewire.cli", "serve"], stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stderr is not None
+    try:
+        for line in proc.stderr:
+            if "voicewire is ready" in line:
+                break
+        url = f"ws://127.0.0.1:{port}/ws/multimodal"
+        uids, closings, codes = asyncio.run(talk_through_a_drain(proc, url, port))
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert len(uids) == 20 and all(closings) and set(codes) == {1001}
+    with sqlite3.connect(data / "ledger.sqlite3") as db:
+        ledgered = {row[0] for row in db.execute("SELECT DISTINCT utterance_id FROM entries")}
+    assert set(uids) <= ledgered  # every turn that ran is in the ledger
+
+
+async def talk_through_a_drain(
+    proc: subprocess.Popen[str], url: str, port: int
+) -> tuple[list[str], list[bool], list[int]]:
+    clients = [await Client.connect(url) for _ in range(20)]
+    for client in clients:
+        await client.send_json({"type": "user_text", "text": "Tell me something."})
+    for client in clients:
+        await client.expect("llm_start", timeout=30)  # every turn is running
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # the server says when it has begun to drain
+        if "draining:" in line:
+            break
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        ready = await http.get("/health/ready")
+        assert ready.status_code == 503 and ready.json()["draining"] is True
+    status, _, body = await refused_with(url)  # no new session while draining
+    assert status == 503 and "shutting down" in body["error"]["message"]  # type: ignore[index]
+    uids, closings, codes = [], [], []
+    for client in clients:
+        done = await client.expect("utterance_complete", timeout=60)
+        assert done.status == "completed"  # type: ignore[attr-defined]  # finished, not cut
+        uids.append(done.utterance_id or "")
+        closing = await client.expect("session_closing", timeout=60)
+        closings.append(isinstance(closing, SessionClosing))
+        await asyncio.wait_for(client.ws.wait_closed(), 30)
+        codes.append(client.ws.close_code or 0)
+    return uids, closings, codes
+
+
+def test_the_session_closing_frame_parses() -> None:
+    frame = parse_server_frame(json.dumps({"type": "session_closing", "seq": 1, "ts": 1}))
+    assert isinstance(frame, SessionClosing) and frame.reason == "server_shutdown"
