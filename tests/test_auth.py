@@ -21,6 +21,7 @@ from websockets.exceptions import InvalidStatus
 from tests.conftest import RunningServer, start_server
 from voicewire.client import Client
 from voicewire.config import Settings
+from voicewire.providers import ConfigError
 from voicewire.providers.base import Providers
 from voicewire.providers.fake import FakeLLM, FakeLLMStep, FakeSTT, FakeTTS
 from voicewire.server.auth import Tokens, parse_keys
@@ -206,3 +207,64 @@ def test_a_bad_keys_setting_stops_the_start(tmp_path: Path) -> None:
     ):
         with pytest.raises(ConfigError, match=why):
             Keyring(setting)
+
+
+# ------------------------------------------------------------------ per-key limits
+
+
+def test_quota_arithmetic_with_time_passed_in() -> None:
+    from voicewire.server.limits import KeyLimits, Quotas, parse_limits
+
+    limits = parse_limits("sessions=1, turns_per_min=2 audio_s_per_day=10")
+    assert limits == KeyLimits(sessions=1, turns_per_min=2, audio_s_per_day=10)
+    quotas = Quotas(lambda key: limits)
+    t = 86_400 * 1000 + 50.0  # 50 s into a UTC day
+    assert quotas.open_session("a", t) is None
+    assert quotas.open_session("a", t) is not None  # one at a time
+    quotas.close_session("a")
+    assert quotas.open_session("a", t) is None
+    assert quotas.start_turn("a", 4.0, t) is None and quotas.start_turn("a", 4.0, t + 1) is None
+    refused = quotas.start_turn("a", 0.0, t + 30)
+    assert refused is not None and refused.retry_after_s == 30  # the first turn leaves at t+60
+    assert quotas.start_turn("a", 4.0, t + 60) is None  # a minute on: room again (audio 12 s)
+    over = quotas.start_turn("a", 1.0, t + 200)
+    assert over is not None and "audio" in over.message and over.retry_after_s == 86_400 - 250
+    assert quotas.start_turn("a", 1.0, t + 86_400) is None  # a new day
+    status = {s["name"]: s for s in quotas.status("a", t + 86_400)}
+    assert status["audio_s_per_day"]["remaining"] == 9.0 and status["sessions"]["remaining"] == 0
+    with pytest.raises(ConfigError, match="bad limit"):
+        parse_limits("turns=3")
+
+
+async def test_limits_per_key_on_a_real_server(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.txt"
+    keys.write_text(f"alice:{KEY} sessions=1\nbob:{OTHER} turns_per_min=100\n")
+    srv = start_server(providers(), api_keys=f"@{keys}", key_limits="turns_per_min=2")
+    try:
+        alice = await Client.connect(srv.ws_url, api_key=KEY)
+        status, body = await refused(srv.ws_url, additional_headers=bearer(KEY))
+        assert status == 429 and "1 sessions at once" in body["error"]["message"]
+        bob = await Client.connect(srv.ws_url, api_key=OTHER)  # another key is not affected
+        remaining = []
+        for _ in range(2):
+            turn = await alice.ask("hello")
+            assert turn.status == "completed"
+            limits = {x.name: x for x in turn.first("rate_limits").limits}  # type: ignore[union-attr]
+            remaining.append(limits["turns_per_min"].remaining)
+        assert remaining == [1, 0]
+        await alice.send_json({"type": "user_text", "text": "one more", "ref": "r3"})
+        error = await alice.expect("error")
+        assert error.code == "rate_limited" and "retry in" in error.message  # type: ignore[attr-defined]
+        await alice.send_json({"type": "ping", "ref": "p"})
+        assert (await alice.expect("pong")).type == "pong"  # the session lives on
+        assert (await bob.ask("hello")).status == "completed"
+        async with httpx.AsyncClient(base_url=srv.base) as http:
+            path = f"/session/{alice.session_id}"
+            assert (await http.get(path, headers=bearer(KEY))).status_code == 200
+            assert (await http.get(path, headers=bearer(OTHER))).status_code == 404  # not bob's
+            viz = f"/data-viz/{alice.session_id}"
+            assert (await http.get(viz, headers=bearer(OTHER))).status_code == 404
+        await alice.close()
+        await bob.close()
+    finally:
+        srv.stop()

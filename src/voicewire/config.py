@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # when several workers must accept each other's tokens.
     token_secret: SecretStr | None = None
     token_ttl_s: float = Field(default=60.0, gt=0, le=3600)  # a token's time to connect
+    # Limits for every key, e.g. "sessions=5,turns_per_min=30,audio_s_per_day=3600"; a key's
+    # line in the keys file may set its own ("alice:KEY turns_per_min=60").
+    key_limits: str = ""
 
     # Providers, as "kind" or "kind:model"; a comma-separated list is a fallback chain, tried
     # in order (e.g. "openai:gpt-4o-mini,local"). The embedded defaults need no key and no

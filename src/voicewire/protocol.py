@@ -45,6 +45,7 @@ class ErrorCode(StrEnum):
     TTS_FAILED = "tts_failed"
     REPLY_TRUNCATED = "reply_truncated"
     IDLE_TIMEOUT = "idle_timeout"
+    RATE_LIMITED = "rate_limited"
     INTERNAL = "internal"
 
 
@@ -355,6 +356,20 @@ class TokenCounts(BaseModel):
     output: int = 0
 
 
+class RateLimit(BaseModel):
+    name: Literal["turns_per_min", "audio_s_per_day", "sessions"]
+    limit: float
+    remaining: float
+    reset_seconds: float
+
+
+class RateLimits(ServerFrame):
+    """Where the API key stands against its limits, after each admitted turn."""
+
+    type: Literal["rate_limits"] = "rate_limits"
+    limits: list[RateLimit]
+
+
 class SessionClosing(ServerFrame):
     """The server is about to close the session (it is shutting down): reconnect elsewhere."""
 
@@ -424,6 +439,7 @@ class UtteranceComplete(ServerFrame):
 SERVER_FRAME_CLASSES: tuple[type[ServerFrame], ...] = (
     Init,
     SessionClosing,
+    RateLimits,
     Ack,
     Error,
     Pong,

@@ -65,6 +65,7 @@ class Session:
         "id",
         "last_activity",
         "last_visualization",
+        "owner",
         "silence_ms",
         "turn_detection",
         "utterances",
@@ -75,6 +76,7 @@ class Session:
         self.created_at = time.time()
         self.last_activity = time.monotonic()
         self.connected = True
+        self.owner: str | None = None  # the API key's name that opened it (keys on)
         self.turn_detection = turn_detection
         self.silence_ms = silence_ms
         # a turn is its messages (user, assistant tool calls, tool results, assistant reply),

@@ -40,6 +40,7 @@ from voicewire.protocol import (
     ErrorCode,
     MetricsUpdate,
     ProviderFallback,
+    RateLimits,
     ServerFrame,
     SpeechStarted,
     SpeechStopped,
@@ -91,6 +92,10 @@ class Deps:
     record_turn: Callable[[str, StageTimings], None]
     # ("errors", code), ("fallbacks", stage, failed provider), ("interruptions", why)
     count: Callable[..., None]
+    # the session's API key may start a turn with this much audio (s): None, or why not
+    admit_turn: Callable[[Session, float], str | None] = lambda session, audio_s: None
+    # where the session's key stands against its limits, sent after each admitted turn
+    rate_limits: Callable[[Session], RateLimits | None] = lambda session: None
 
 
 class Conversation(BargeIn):
@@ -392,8 +397,15 @@ class Conversation(BargeIn):
             _discard(request)  # its turn will not run
             await self.error(ErrorCode.BUSY, f"{depth} utterances are already waiting", ref, uid)
             return False
+        audio_s = len(request.audio or b"") / (2 * INPUT_SAMPLE_RATE)
+        if (refused := self.deps.admit_turn(self.session, audio_s)) is not None:
+            _discard(request)
+            await self.error(ErrorCode.RATE_LIMITED, refused, ref, uid)
+            return False
         if ack_for is not None:
             await self.send(Ack(request=ack_for, utterance_id=uid, ref=ref))
+        if (limits := self.deps.rate_limits(self.session)) is not None:
+            await self.send(limits)
         self.session.record(request.record)
         self._queue.append(request)
         if self._worker is None or self._worker.done():

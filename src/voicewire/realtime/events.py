@@ -26,6 +26,7 @@ from voicewire.protocol import (
     LlmStart,
     LlmStreaming,
     MetricsUpdate,
+    RateLimits,
     ReplyHeard,
     ServerFrame,
     SpeechStarted,
@@ -50,6 +51,7 @@ MAX_ITEMS = 500  # items kept for retrieve/delete/truncate; the core keeps its o
 _CODES = {  # the core's error codes that have an OpenAI name
     ErrorCode.NO_AUDIO: "input_audio_buffer_commit_empty",
     ErrorCode.INVALID_JSON: "invalid_json",
+    ErrorCode.RATE_LIMITED: "rate_limit_exceeded",
 }
 
 
@@ -257,6 +259,19 @@ class ServerEvents:
                 await self.emit({"type": "conversation.item.deleted", "item_id": uid})
             case Error():
                 await self._on_error(frame, r)
+            case RateLimits():  # OpenAI's names: turns are "requests"; no audio or sessions
+                limits = [
+                    {
+                        "name": "requests",
+                        "limit": int(x.limit),
+                        "remaining": int(x.remaining),
+                        "reset_seconds": x.reset_seconds,
+                    }
+                    for x in frame.limits
+                    if x.name == "turns_per_min"
+                ]
+                if limits:
+                    await self.emit({"type": "rate_limits.updated", "rate_limits": limits})
 
     async def send_audio(self, header: TtsChunk, pcm: bytes) -> None:
         r = self.responses.get(header.utterance_id or "")

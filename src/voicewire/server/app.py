@@ -22,7 +22,7 @@ from voicewire import __version__
 from voicewire.config import Settings
 from voicewire.conversation import ConversationConfig, Deps
 from voicewire.pipeline.turn import Tools
-from voicewire.protocol import BargeIn, ErrorCode, Limits
+from voicewire.protocol import BargeIn, ErrorCode, Limits, RateLimits
 from voicewire.providers import validate
 from voicewire.providers.base import Providers
 from voicewire.realtime.config import RealtimeConfig
@@ -37,6 +37,7 @@ from voicewire.server.auth import (
     redact_server_logs,
 )
 from voicewire.server.connection import Connection, init_frame
+from voicewire.server.limits import quotas_for
 from voicewire.server.runtime import ProviderFactory, Runtime
 from voicewire.server.serving import BodyLimit, max_body_bytes
 from voicewire.session import Session
@@ -58,6 +59,7 @@ def create_app(
         Keyring(settings.api_keys.get_secret_value() if settings.api_keys else None),
         Tokens(settings.token_secret.get_secret_value() if settings.token_secret else None),
     )
+    runtime.quotas = quotas_for(settings.key_limits, auth.keyring)
     redact_server_logs()
     if not auth.enabled and not _loopback(settings.host):
         log.warning(
@@ -127,6 +129,7 @@ def create_app(
         if not await _admitted(ws, settings, runtime):
             return
         session = Session(settings.turn_detection, settings.silence_ms, settings.history_turns)
+        session.owner = _owner(ws)
         runtime.store.add(session)
         runtime.metrics.connections_total += 1
         conn = Connection(ws, session, deps, limits)
@@ -153,6 +156,7 @@ def create_app(
             session.connected = False
             session.touch()
             runtime.connections.pop(session.id, None)
+            _release(ws, runtime)
 
     @app.websocket("/v1/realtime")
     async def realtime(
@@ -168,8 +172,10 @@ def create_app(
             error = {"type": "server_error", "code": "internal", "message": why}
             await ws.send_text(json.dumps({"type": "error", "event_id": "event_0", "error": error}))
             await ws.close(code=1011, reason="server failed to start")
+            _release(ws, runtime)
             return
         session = Session("server_vad", settings.silence_ms, settings.history_turns)
+        session.owner = _owner(ws)
         runtime.store.add(session)
         runtime.metrics.connections_total += 1
         config = RealtimeConfig(
@@ -185,6 +191,7 @@ def create_app(
             session.connected = False
             session.touch()
             runtime.connections.pop(session.id, None)
+            _release(ws, runtime)
 
     return app
 
@@ -204,8 +211,25 @@ async def _admitted(ws: WebSocket, settings: Settings, runtime: Runtime) -> bool
         headers = {"Retry-After": str(verdict.retry_after_s)}
         await ws.send_denial_response(JSONResponse(body, status_code=503, headers=headers))
         return False
+    if (key := _owner(ws)) is not None and (no := runtime.quotas.open_session(key)) is not None:
+        log.warning("refused a session of key %s: %s", key, no.message)
+        body = {"error": {"code": "rate_limited", "message": no.message}}
+        headers = {"Retry-After": str(no.retry_after_s)}
+        await ws.send_denial_response(JSONResponse(body, status_code=429, headers=headers))
+        return False
     await ws.accept(subprotocol=chosen_protocol(ws.scope))
     return True
+
+
+def _owner(ws: WebSocket) -> str | None:
+    """The name of the API key the connection came with (None: keys are off)."""
+    caller = ws.scope.get("state", {}).get("caller")
+    return caller.key if caller is not None else None
+
+
+def _release(ws: WebSocket, runtime: Runtime) -> None:
+    if (key := _owner(ws)) is not None:
+        runtime.quotas.close_session(key)
 
 
 def conversation_deps(runtime: Runtime) -> Deps:
@@ -237,7 +261,23 @@ def conversation_deps(runtime: Runtime) -> Deps:
         account_later=runtime.account_later,
         record_turn=runtime.metrics.record_turn,
         count=runtime.metrics.count,
+        admit_turn=lambda session, audio_s: _admit_turn(runtime, session, audio_s),
+        rate_limits=lambda session: _rate_limits(runtime, session),
     )
+
+
+def _admit_turn(runtime: Runtime, session: Session, audio_s: float) -> str | None:
+    if session.owner is None:
+        return None
+    refusal = runtime.quotas.start_turn(session.owner, audio_s)
+    return None if refusal is None else f"{refusal.message}; retry in {refusal.retry_after_s} s"
+
+
+def _rate_limits(runtime: Runtime, session: Session) -> RateLimits | None:
+    if session.owner is None:
+        return None
+    status = runtime.quotas.status(session.owner)
+    return RateLimits(limits=status) if status else None
 
 
 def _mount_api_docs(app: FastAPI) -> None:

@@ -19,6 +19,7 @@ from voicewire.protocol import INPUT_SAMPLE_RATE, PROTOCOL_VERSION
 from voicewire.providers.base import ProviderError
 from voicewire.providers.runner import model_owner
 from voicewire.server.runtime import Runtime
+from voicewire.session import Session
 
 router = APIRouter()
 
@@ -149,10 +150,18 @@ async def prometheus(request: Request) -> Response:
 
 @router.get("/session/{session_id}", responses=_errors(404))
 async def session(request: Request, session_id: str) -> dict[str, Any]:
-    found = _rt(request).store.get(session_id)
-    if found is None:
-        raise HTTPException(404, f"unknown session {session_id!r}")
+    found = visible_session(request, session_id)
     return found.snapshot()
+
+
+def visible_session(request: Request, session_id: str) -> Session:
+    """The session, if the caller may see it: with keys on, only the key that opened it may
+    (another key's session is as unknown as a made-up id)."""
+    found = _rt(request).store.get(session_id)
+    caller = getattr(request.state, "caller", None)
+    if found is None or (caller is not None and found.owner not in (None, caller.key)):
+        raise HTTPException(404, f"unknown session {session_id!r}")
+    return found
 
 
 @router.post("/stt-test", responses=_errors(413, 415, 422, 502, 503))

@@ -23,6 +23,7 @@ from voicewire.providers import build_providers, endpoint_key, parse
 from voicewire.providers.base import Providers, redact
 from voicewire.providers.runner import ModelRunner
 from voicewire.server.lifecycle import Admission
+from voicewire.server.limits import KeyLimits, Quotas
 from voicewire.server.prom import RuntimeCollector
 from voicewire.session import SessionStore
 from voicewire.tools import default_tools, warm_tools
@@ -78,6 +79,7 @@ class Runtime:
         self.started_at = time.monotonic()
         self.metrics.registry.register(RuntimeCollector(self))  # reads the state above
         self.admission = Admission(self)
+        self.quotas = Quotas(lambda key: KeyLimits())  # per-key limits, set by create_app
 
     def require_providers(self) -> Providers:
         if self.providers is None:

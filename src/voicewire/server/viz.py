@@ -12,8 +12,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
+
+from voicewire.server.rest import visible_session
 
 router = APIRouter()
 
@@ -39,9 +41,7 @@ async def data_viz(
     request: Request, session_id: str, format: Literal["json", "html"] = "json"
 ) -> dict[str, Any] | HTMLResponse:
     """The session's last visualization and all its charts (JSON), or a page drawing them."""
-    session = request.app.state.runtime.store.get(session_id)
-    if session is None:
-        raise HTTPException(404, f"unknown session {session_id!r}")
+    session = visible_session(request, session_id)
     charts = list(session.charts)
     if format == "html":
         return HTMLResponse(render_page(session_id, charts))

@@ -1,0 +1,163 @@
+"""Per-key limits: sessions at once, turns per minute, seconds of user audio per day.
+
+Limits are set for every key with ``VOICEWIRE_KEY_LIMITS`` (``sessions=5,turns_per_min=30,
+audio_s_per_day=3600``; any may be left out) and per key on its line of the keys file
+(``alice:KEY turns_per_min=60``), which wins. Over the session limit the handshake gets HTTP
+429 with ``Retry-After``; over a turn or audio limit the utterance gets an ``error`` frame
+``rate_limited`` and the session lives on. A ``rate_limits`` frame after each admitted turn
+tells the client where it stands (OpenAI's ``rate_limits.updated`` on ``/v1/realtime``).
+
+Counts live in this process (time passed in, so the arithmetic is tested without waiting);
+several workers need them shared (issue 18).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from voicewire.providers import ConfigError
+
+DAY_S = 86_400.0
+WINDOW_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLimits:
+    sessions: int | None = None
+    turns_per_min: int | None = None
+    audio_s_per_day: float | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.sessions, self.turns_per_min, self.audio_s_per_day))
+
+
+_NAMES = {"sessions": int, "turns_per_min": int, "audio_s_per_day": float}
+
+
+def parse_limits(text: str, base: KeyLimits | None = None, where: str = "") -> KeyLimits:
+    """``name=value`` words, separated by commas or spaces, over ``base``."""
+    values: dict[str, Any] = {}
+    for word in text.replace(",", " ").split():
+        name, _, raw = word.partition("=")
+        kind = _NAMES.get(name)
+        try:
+            value = kind(raw) if kind else None
+        except ValueError:
+            value = None
+        if kind is None or value is None or value < 0:
+            known = ", ".join(_NAMES)
+            raise ConfigError(f"{where or 'VOICEWIRE_KEY_LIMITS'}: bad limit {word!r} ({known})")
+        values[name] = value
+    return replace(base or KeyLimits(), **values)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    message: str
+    retry_after_s: int
+
+
+@dataclass(slots=True)
+class _Usage:
+    sessions: int = 0
+    turns: deque[float] = field(default_factory=deque)  # start times in the last minute
+    audio_day: int = -1  # the UTC day the audio seconds count for
+    audio_s: float = 0.0
+
+
+class Quotas:
+    """What each key has used, against its limits (``limits_of`` gives them per key name)."""
+
+    def __init__(self, limits_of: Any) -> None:
+        self.limits_of = limits_of  # Callable[[str], KeyLimits]
+        self._usage: dict[str, _Usage] = {}
+
+    def _of(self, key: str, now: float) -> _Usage:
+        usage = self._usage.setdefault(key, _Usage())
+        while usage.turns and usage.turns[0] <= now - WINDOW_S:
+            usage.turns.popleft()
+        day = int(now // DAY_S)
+        if usage.audio_day != day:
+            usage.audio_day, usage.audio_s = day, 0.0
+        return usage
+
+    def open_session(self, key: str, now: float | None = None) -> Refusal | None:
+        now = time.time() if now is None else now
+        limit = self.limits_of(key).sessions
+        usage = self._of(key, now)
+        if limit is not None and usage.sessions >= limit:
+            return Refusal(f"this key may hold {limit} sessions at once", 5)
+        usage.sessions += 1
+        return None
+
+    def close_session(self, key: str) -> None:
+        usage = self._usage.get(key)
+        if usage is not None and usage.sessions > 0:
+            usage.sessions -= 1
+
+    def start_turn(self, key: str, audio_s: float, now: float | None = None) -> Refusal | None:
+        """Count a turn (and its audio) if the key may take it; else why not, and when."""
+        now = time.time() if now is None else now
+        limits = self.limits_of(key)
+        usage = self._of(key, now)
+        if limits.turns_per_min is not None and len(usage.turns) >= limits.turns_per_min:
+            wait = math.ceil(usage.turns[0] + WINDOW_S - now)
+            return Refusal(f"this key may start {limits.turns_per_min} turns a minute", wait)
+        if limits.audio_s_per_day is not None and usage.audio_s >= limits.audio_s_per_day:
+            wait = math.ceil((usage.audio_day + 1) * DAY_S - now)
+            return Refusal(
+                f"this key has used its {limits.audio_s_per_day:g} s of audio for today", wait
+            )
+        usage.turns.append(now)
+        usage.audio_s += audio_s
+        return None
+
+    def status(self, key: str, now: float | None = None) -> list[dict[str, Any]]:
+        """Where the key stands: each limit with what remains and when it resets."""
+        now = time.time() if now is None else now
+        limits = self.limits_of(key)
+        usage = self._of(key, now)
+        out = []
+        if limits.turns_per_min is not None:
+            reset = usage.turns[0] + WINDOW_S - now if usage.turns else 0.0
+            left = max(0, limits.turns_per_min - len(usage.turns))
+            out.append(_limit("turns_per_min", limits.turns_per_min, left, reset))
+        if limits.audio_s_per_day is not None:
+            reset = (usage.audio_day + 1) * DAY_S - now
+            left = max(0.0, limits.audio_s_per_day - usage.audio_s)
+            out.append(_limit("audio_s_per_day", limits.audio_s_per_day, round(left, 1), reset))
+        if limits.sessions is not None:
+            out.append(_limit("sessions", limits.sessions, limits.sessions - usage.sessions, 0))
+        return out
+
+
+def _limit(name: str, limit: float, remaining: float, reset_s: float) -> dict[str, Any]:
+    return {
+        "name": name,
+        "limit": limit,
+        "remaining": remaining,
+        "reset_seconds": round(reset_s, 1),
+    }
+
+
+def quotas_for(default_limits: str, keyring: Any) -> Quotas:
+    """The per-key quotas: ``default_limits`` (``VOICEWIRE_KEY_LIMITS``) for every key, a
+    key's own options in the keys file over them. Every key's limits are checked now, so a
+    typo stops the start instead of the key's first turn."""
+    default = parse_limits(default_limits)
+
+    def limits_of(name: str) -> KeyLimits:
+        key = keyring.named(name)
+        if key is None or not key.options:
+            return default
+        words = " ".join(f"{k}={v}" for k, v in key.options.items())
+        return parse_limits(words, default, where=f"keys file, key {name}")
+
+    for key in keyring.keys:
+        limits_of(key.name)
+    return Quotas(limits_of)
