@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import socket
@@ -13,17 +14,20 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, start_server
 from voicewire.client import Client
 from voicewire.protocol import SessionClosing, parse_server_frame
+from voicewire.providers.base import Providers
+from voicewire.providers.fake import FakeLLM, FakeLLMStep, FakeSTT, FakeTTS
 
 Make = Callable[..., RunningServer]
 
@@ -123,3 +127,68 @@ async def talk_through_a_drain(
 def test_the_session_closing_frame_parses() -> None:
     frame = parse_server_frame(json.dumps({"type": "session_closing", "seq": 1, "ts": 1}))
     assert isinstance(frame, SessionClosing) and frame.reason == "server_shutdown"
+
+
+# ------------------------------------------------------------------ back-pressure
+
+
+class _Seen(logging.Handler):
+    """Sets an event when a log line containing ``needle`` is emitted (the server's own word
+    that something happened, so the test waits for it instead of sleeping)."""
+
+    def __init__(self, needle: str) -> None:
+        super().__init__()
+        self.needle = needle
+        self.event = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.needle in record.getMessage():
+            self.event.set()
+
+
+async def test_a_client_that_stops_reading_is_closed_and_its_turn_stopped() -> None:
+    words = "word " * 290  # a long reply: ~10 MB of audio, more than any socket buffer holds
+    llm = FakeLLM([FakeLLMStep(words)])
+    srv = start_server(
+        Providers(FakeSTT(), llm, FakeTTS(ms_per_char=220)),
+        send_timeout_s=1.0,
+        audio_lead_ms=0,  # audio as fast as it is made: the buffer fills at once
+        max_reply_audio_s=600,
+    )
+    seen = _Seen("its client had stopped reading")
+    server_log = logging.getLogger("voicewire.server.connection")
+    server_log.addHandler(seen)
+    server_log.setLevel(logging.INFO)
+    try:
+        async with connect(srv.ws_url, max_queue=1) as ws:
+            await ws.recv()  # init
+            await ws.send(json.dumps({"type": "user_text", "text": "talk to me"}))
+            # ... and read nothing more: the server must give up on us by itself
+            assert await asyncio.to_thread(seen.event.wait, 30)
+            async with httpx.AsyncClient(base_url=srv.base) as http:
+                metrics = (await http.get("/metrics")).json()
+            assert metrics["active_utterances"] == 0  # the turn was stopped, not left running
+            received = 0
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    received += len(await ws.recv())
+        # 1008 "client not reading" when the close frame fits behind the data the client never
+        # read; else the connection is dropped without one (a client that does not read
+        # cannot be told)
+        assert closed.value.rcvd is None or closed.value.rcvd.code == 1008
+        assert received < 9 * 2**20  # far from the whole reply was made and sent
+    finally:
+        server_log.removeHandler(seen)
+        server_log.setLevel(logging.NOTSET)
+        srv.stop()
+
+
+async def test_backpressure_drops_tokens_only_while_congested() -> None:
+    from voicewire.server.backpressure import SLOW_WRITE_S, Backpressure
+
+    bp = Backpressure(timeout_s=0.5)
+    assert await bp.write(asyncio.sleep(0)) and not bp.drop(True)
+    assert await bp.write(asyncio.sleep(SLOW_WRITE_S * 1.2))  # a slow write: congested
+    assert bp.drop(True) and not bp.drop(False) and bp.dropped == 1
+    assert await bp.write(asyncio.sleep(0)) and not bp.drop(True)  # flowing again
+    assert not await bp.write(asyncio.sleep(5))  # stalled past the timeout

@@ -240,6 +240,9 @@ class Settings(BaseSettings):
     # On SIGTERM/SIGINT running turns get this long to finish before clients are closed.
     drain_timeout_s: float = Field(default=30.0, ge=0, le=3600)
     handshake_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    # A client that does not read for this long (its send buffer full) is closed with 1008;
+    # while it is slow, token frames are dropped first (server/backpressure.py).
+    send_timeout_s: float = Field(default=10.0, gt=0, le=600)
 
     @classmethod
     def settings_customise_sources(

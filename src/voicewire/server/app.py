@@ -132,7 +132,7 @@ def create_app(
         session.owner = _owner(ws)
         runtime.store.add(session)
         runtime.metrics.connections_total += 1
-        conn = Connection(ws, session, deps, limits)
+        conn = Connection(ws, session, deps, limits, settings.send_timeout_s)
         runtime.connections[session.id] = conn
         try:
             await runtime.loaded.wait()  # a client may connect while the models still load

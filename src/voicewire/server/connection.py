@@ -31,6 +31,7 @@ from voicewire.protocol import (
     Init,
     Interrupt,
     Limits,
+    LlmStreaming,
     Ping,
     Playback,
     Pong,
@@ -46,6 +47,7 @@ from voicewire.protocol import (
     now_ms,
 )
 from voicewire.providers.runner import model_owner
+from voicewire.server.backpressure import Backpressure
 from voicewire.session import Session
 
 log = logging.getLogger(__name__)
@@ -54,13 +56,19 @@ log = logging.getLogger(__name__)
 class Connection:
     """Sends with ``seq`` and ``ts`` stamped; reads, validates and dispatches client frames."""
 
-    def __init__(self, ws: WebSocket, session: Session, deps: Deps, limits: Limits) -> None:
+    def __init__(
+        self, ws: WebSocket, session: Session, deps: Deps, limits: Limits, send_timeout_s: float
+    ) -> None:
         self.ws = ws
         self.session = session
         self.limits = limits
+        self.backpressure = Backpressure(send_timeout_s)
+        self._count = deps.count
         self._seq = 0
         self._send_lock = asyncio.Lock()
         self._closed = False
+        self._reader: asyncio.Task[Any] | None = None  # the task in serve(), to stop it
+        self._gave_up = False  # the client stopped reading and was closed
         self.conversation = Conversation(session, deps, self)
 
     # ------------------------------------------------------------------ sending (the Emitter)
@@ -77,22 +85,39 @@ class Connection:
         ``seq`` is assigned under the lock that orders the socket writes, so wire order and
         ``seq`` order agree whichever task sends.
         """
-        if self._closed:
+        if self._closed or self.backpressure.drop(isinstance(frame, LlmStreaming)):
             return
         frame.session_id = self.session.id
         frame.ts = now_ms()
         async with self._send_lock:
+            if self._closed:
+                return
             self._seq += 1
             frame.seq = self._seq
             # serialise outside the try: a frame that cannot be encoded is a bug, not a dead socket
             data = frame.to_json() if pcm is None else encode_audio_frame(frame, pcm)  # type: ignore[arg-type]
+            send = self.ws.send_text(data) if isinstance(data, str) else self.ws.send_bytes(data)
             try:
-                if isinstance(data, str):
-                    await self.ws.send_text(data)
-                else:
-                    await self.ws.send_bytes(data)
+                written = await self.backpressure.write(send)
             except Exception:
                 self._closed = True
+                return
+            if not written:
+                await self._give_up()
+
+    async def _give_up(self) -> None:
+        """The client stopped reading: close (1008) and let the reader loop clean up."""
+        self._closed = self._gave_up = True
+        self._count("errors", "client_not_reading")
+        log.warning(
+            "session %s: the client has not read for %g s; closing",
+            self.session.id,
+            self.backpressure.timeout_s,
+        )
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(code=1008, reason="client not reading"), 1.0)
+        if self._reader is not None and self._reader is not asyncio.current_task():
+            self._reader.cancel()  # it waits for frames that will not come: stop the session now
 
     async def error(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
         await self.conversation.error(code, message, ref)
@@ -102,6 +127,7 @@ class Connection:
     async def serve(self, init: Init) -> None:
         """Send ``init``, then read frames until the client goes; the caller accepted."""
         model_owner.set(self.session.id)  # every task of this session inherits it
+        self._reader = asyncio.current_task()
         try:
             await self.send(init)
             while True:
@@ -121,12 +147,19 @@ class Connection:
                     await self.error(
                         ErrorCode.INTERNAL, f"internal error handling a frame: {type(exc).__name__}"
                     )
+        except asyncio.CancelledError:
+            if not self._gave_up:  # the server is stopping: let it
+                raise
+            if (me := asyncio.current_task()) is not None:
+                me.uncancel()
         except Exception as exc:  # a dead socket ends here; never leak the error to the server
             if not self._closed:
                 log.debug("connection %s ended: %r", self.session.id, exc)
         finally:
             self._closed = True
             await self.conversation.aclose()
+            if self._gave_up:
+                log.info("session %s: stopped, its client had stopped reading", self.session.id)
 
     async def _on_text(self, text: str) -> None:
         if len(text) > self.limits.max_frame_bytes:
