@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,6 +42,7 @@ def serve(
 ) -> None:
     """Serve the WebSocket and REST API (embedded offline models by default)."""
 
+    from voicewire import logs
     from voicewire.providers import ConfigError
     from voicewire.server.app import create_app
     from voicewire.server.lifecycle import DrainingServer
@@ -50,9 +50,7 @@ def serve(
 
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v}
     settings = load_settings(**overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     try:
         application = create_app(settings)
     except ConfigError as exc:

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     # visits could drive the server, and spend its cloud credits, from their browser.
     allowed_origins: str = ""
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, with the ids
     # Access (docs/deploy.md). API keys: comma-separated "key" or "name:key", or "@path" to a
     # file of them, one per line (re-read when it changes). Unset: no key needed (loopback use).
     api_keys: SecretStr | None = None

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from voicewire.logs import current_utterance
 from voicewire.pipeline.chunker import SentenceChunker, speakable
 from voicewire.protocol import (
     INPUT_SAMPLE_RATE,
@@ -180,6 +181,7 @@ class Turn:
     async def run(self) -> str:
         """Run the turn; return its final status. Cancellation propagates to every sub-task."""
         record = self.req.record
+        current_utterance.set(record.id)  # log lines of this task and its children name it
         record.status = "running"
         text = self.req.text if self.req.audio is None else await self._transcribe()
         if text is None and self.req.audio is not None:

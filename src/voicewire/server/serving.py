@@ -207,6 +207,7 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
         "ws_max_size": settings.max_frame_bytes * 2,
         "ws_per_message_deflate": False,
         "lifespan": "on",
+        "log_config": None,  # uvicorn's lines go through our logging (voicewire.logs)
     }
     options.update(overrides)
     return uvicorn.Config(app, **options)
