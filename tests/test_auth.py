@@ -268,3 +268,20 @@ async def test_limits_per_key_on_a_real_server(tmp_path: Path) -> None:
         await bob.close()
     finally:
         srv.stop()
+
+
+def test_the_deploy_guide_names_only_settings_that_exist_and_its_example_parses() -> None:
+    import re
+
+    doc = (Path(__file__).parent.parent / "docs" / "deploy.md").read_text()
+    named = set(re.findall(r"VOICEWIRE_([A-Z_]+)", doc))
+    fields = {name.upper() for name in Settings.model_fields}
+    assert named and named <= fields, named - fields
+    example = re.search(r"cat > keys.txt <<'EOF'\n(.*?)\nEOF", doc, re.S)
+    assert example is not None
+    keys = parse_keys(example.group(1))
+    assert [k.name for k in keys] == ["web", "batch"]
+    from voicewire.server.limits import parse_limits
+
+    limits = re.search(r'VOICEWIRE_KEY_LIMITS="([^"]+)"', doc)
+    assert limits is not None and parse_limits(limits.group(1)).sessions == 5
