@@ -293,3 +293,69 @@ async def test_a_failing_ledger_never_breaks_the_conversation(tmp_path: Path) ->
         await client.close()
     finally:
         srv.stop()
+
+
+# ------------------------------------------------------------------ retention (issue 17)
+
+
+def _ten_days(now: float) -> list[Entry]:
+    """Sessions over ten days: some end long ago, one spans the cut, some are recent."""
+    out = []
+    for i, (start, length) in enumerate([(9.5, 300), (8.2, 30), (3.1, 4000), (0.01, 3600 * 5)]):
+        sid = f"s_{i}"
+        for turn in range(4):
+            ts = now - start * 86_400 + turn * length / 4
+            for component, provider, usage, cost in (
+                ("stt", "openai:gpt-4o-mini-transcribe", Usage(audio_seconds=2.5), "0.00075"),
+                (
+                    "llm",
+                    "openai:gpt-4o-mini",
+                    Usage(input_tokens=500, cached_tokens=100, output_tokens=40),
+                    "0.0001035",
+                ),
+                ("tts", "local:piper/joe", Usage(characters=80, cpu_seconds=0.21), "0.0000021"),
+            ):
+                out.append(
+                    Entry(ts, sid, f"u_{i}_{turn}", component, provider, usage, 0, Decimal(cost))
+                )
+        out.append(
+            Entry(
+                now - start * 86_400,
+                sid,
+                f"u_{i}_0",
+                "tools",
+                "local:tools",
+                Usage(),
+                2,
+                Decimal(0),
+            )
+        )
+    return out
+
+
+async def test_a_rollup_leaves_the_report_totals_unchanged(tmp_path: Path) -> None:
+    from voicewire.costs.retention import roll_up, rolled_days
+
+    now = time.time()
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    await ledger.record(_ten_days(now))
+    before = summarize(ledger.entries(), rolled_days(ledger.path))
+    assert roll_up(ledger.path, now - 7 * 86_400) == 2  # the sessions that ended 8+ days ago
+    assert {e.session_id for e in ledger.entries()} == {"s_2", "s_3"}
+    after = summarize(ledger.entries(), rolled_days(ledger.path))
+    for key in (
+        "total_usd",
+        "turns",
+        "sessions",
+        "conversation_minutes",
+        "by_component",
+        "efficiency",
+    ):
+        assert after[key] == before[key], key
+    assert after["usage"] == before["usage"]
+    assert roll_up(ledger.path, now - 7 * 86_400) == 0  # nothing more to fold: idempotent
+    assert roll_up(ledger.path, now - 1 * 86_400) == 1  # a later cut adds to the stored days
+    again = summarize(ledger.entries(), rolled_days(ledger.path))
+    assert again["total_usd"] == before["total_usd"] and again["turns"] == before["turns"]
+    assert again["conversation_minutes"] == before["conversation_minutes"]
+    ledger.close()

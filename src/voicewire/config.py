@@ -214,6 +214,9 @@ class Settings(BaseSettings):
     # shipped price table.
     data_dir: Path = Path("data")
     ledger: bool = True
+    # Keep the ledger's entries this many days; older sessions are rolled up into daily
+    # per-component totals (reports stay right) and their entries deleted. Unset: keep all.
+    ledger_retention_days: float | None = Field(default=None, gt=0)
     prices_file: Path | None = None
     core_hour_usd: Decimal | None = Field(default=None, ge=0)
     # Resource sampling period (psutil + event-loop lag).

@@ -15,6 +15,7 @@ from typing import Any
 
 from voicewire.costs.ledger import Entry
 from voicewire.costs.prices import COMPONENTS, Price, PriceTable
+from voicewire.costs.retention import Day
 from voicewire.providers.base import Usage
 
 DAYS_PER_MONTH = Decimal(30)
@@ -29,8 +30,9 @@ class Volume:
     minutes_per_session: Decimal = Decimal(3)
 
 
-def summarize(entries: Iterable[Entry]) -> dict[str, Any]:
-    """Totals by component, session and minute; turns; efficiency figures."""
+def summarize(entries: Iterable[Entry], rolled: Iterable[Day] = ()) -> dict[str, Any]:
+    """Totals by component, session and minute; turns; efficiency figures. ``rolled``: days
+    the retention folded away (costs/retention.py), counted in every total but per session."""
     by_component: dict[str, Decimal] = defaultdict(Decimal)
     by_session: dict[str, Decimal] = defaultdict(Decimal)
     by_minute: dict[int, Decimal] = defaultdict(Decimal)
@@ -50,17 +52,31 @@ def summarize(entries: Iterable[Entry]) -> dict[str, Any]:
             u = usage[e.component]
             for name in Usage.__slots__:  # type: ignore[attr-defined]
                 setattr(u, name, getattr(u, name) + getattr(e.usage, name))
+    rolled_turns = rolled_sessions = 0
+    rolled_minutes = Decimal(0)
+    for day in rolled:
+        for (component, provider), (part, _, cost) in day.parts.items():
+            by_component[component] += cost
+            by_minute[int(day.start_ts)] += cost
+            if component in usage:
+                providers.setdefault(component, provider)
+                u = usage[component]
+                for name in Usage.__slots__:  # type: ignore[attr-defined]
+                    setattr(u, name, getattr(u, name) + getattr(part, name))
+        rolled_turns += day.turns
+        rolled_sessions += day.sessions
+        rolled_minutes += day.minutes
     total = sum(by_component.values(), Decimal(0))
-    turns = len(utterances)
+    turns = len(utterances) + rolled_turns
     # a session lasts at least one minute: short test sessions must not inflate cost per minute
-    minutes = sum(
+    minutes = rolled_minutes + sum(
         (Decimal(str(max(60.0, b - a))) / 60 for a, b in session_span.values()), Decimal(0)
     )
     audio_minutes = Decimal(str(usage["stt"].audio_seconds)) / 60
     return {
         "total_usd": total,
         "turns": turns,
-        "sessions": len(by_session),
+        "sessions": len(by_session) + rolled_sessions,
         "conversation_minutes": minutes,
         "by_component": dict(by_component),
         "share": {c: (v / total if total else Decimal(0)) for c, v in by_component.items()},

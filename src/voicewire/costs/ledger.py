@@ -39,6 +39,27 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS entries_session ON entries (session_id);
 CREATE INDEX IF NOT EXISTS entries_ts ON entries (ts);
+-- retention (costs/retention.py): old sessions' entries, rolled up per UTC day
+CREATE TABLE IF NOT EXISTS daily (
+    day TEXT NOT NULL,
+    component TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    characters INTEGER NOT NULL,
+    audio_seconds REAL NOT NULL,
+    cpu_seconds REAL NOT NULL,
+    tool_calls INTEGER NOT NULL,
+    cost_usd TEXT NOT NULL,
+    PRIMARY KEY (day, component, provider)
+);
+CREATE TABLE IF NOT EXISTS daily_sessions (
+    day TEXT PRIMARY KEY,
+    sessions INTEGER NOT NULL,
+    turns INTEGER NOT NULL,
+    minutes TEXT NOT NULL              -- conversation minutes, exact Decimal as text
+);
 """
 
 

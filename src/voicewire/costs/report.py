@@ -15,6 +15,7 @@ from typing import Any
 from voicewire.costs.analysis import Volume, project, recommend, summarize
 from voicewire.costs.ledger import Ledger
 from voicewire.costs.prices import PriceTable, money
+from voicewire.costs.retention import rolled_days
 
 CSS = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:1rem auto;padding:0 1rem;"
@@ -38,7 +39,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def build(ledger: Ledger, prices: PriceTable, volume: Volume) -> dict[str, Any]:
-    summary = summarize(ledger.entries())
+    summary = summarize(ledger.entries(), rolled_days(ledger.path))
     per_minute = summary["efficiency"]["usd_per_minute"]
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -76,6 +76,7 @@ def create_app(
             asyncio.create_task(runtime.start()),
             asyncio.create_task(runtime.sweep()),
             asyncio.create_task(runtime.monitor.run()),
+            asyncio.create_task(runtime.retain()),
         ]
         try:
             yield

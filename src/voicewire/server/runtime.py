@@ -16,6 +16,7 @@ from voicewire.config import Settings
 from voicewire.costs.accounting import Accountant
 from voicewire.costs.ledger import Ledger
 from voicewire.costs.prices import PriceTable
+from voicewire.costs.retention import roll_up
 from voicewire.metrics import TurnMetrics
 from voicewire.monitor import ResourceMonitor
 from voicewire.pipeline.turn import Tools, TurnConfig
@@ -229,6 +230,22 @@ class Runtime:
         """Wait for the accounting still running in the background (the ledger's writes)."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def retain(self, every_s: float = 3600.0) -> None:
+        """Roll up the ledger's old sessions now and then every hour, forever."""
+        days = self.settings.ledger_retention_days
+        if self.ledger is None or days is None:
+            return
+        while True:
+            try:
+                rolled = await asyncio.to_thread(
+                    roll_up, self.ledger.path, time.time() - days * 86_400
+                )
+                if rolled:
+                    log.info("ledger: %d sessions older than %g days rolled up", rolled, days)
+            except Exception:  # a locked or damaged file must not stop the server
+                log.exception("ledger retention failed; retrying in %g s", every_s)
+            await asyncio.sleep(every_s)
 
     def shutdown(self) -> None:
         self.runner.shutdown()
