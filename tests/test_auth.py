@@ -285,3 +285,17 @@ def test_the_deploy_guide_names_only_settings_that_exist_and_its_example_parses(
 
     limits = re.search(r'VOICEWIRE_KEY_LIMITS="([^"]+)"', doc)
     assert limits is not None and parse_limits(limits.group(1)).sessions == 5
+
+
+def test_rate_limits_are_reported_first_then_now_and_then_then_every_turn_when_low() -> None:
+    from voicewire.server.limits import Quotas, parse_limits
+
+    quotas = Quotas(lambda key: parse_limits("turns_per_min=10"))
+    t = 1_000_000.0
+    told = []
+    for i in range(10):
+        assert quotas.start_turn("a", 0.0, t + i) is None
+        told.append(bool(quotas.report("a", "s_1", t + i)))
+    # first turn; nothing new for 10 s; then every turn once 2 or fewer of 10 are left
+    assert told == [True, False, False, False, False, False, False, True, True, True]
+    assert quotas.report("a", "s_2", t + 9)  # another session is told on its own first turn

@@ -105,3 +105,17 @@ async def test_a_turn_budget_ends_the_level() -> None:
     finally:
         srv.stop()
     assert stats.turns == 7 and not stats.errors and stats.window_s < 60
+
+
+def test_bench_runs_against_a_server_with_keys(tmp_path: Path) -> None:
+    out = tmp_path / "keys.json"
+    cmd = [sys.executable, "-m", "voicewire.cli", "bench", "run", "--profile", "zero",
+           "--levels", "2", "--duration", "2", "--out", str(out),
+           "--env", "VOICEWIRE_API_KEYS=bench:vw-bench-key-123456",
+           "--env", "VOICEWIRE_KEY_LIMITS=turns_per_min=100000"]  # fmt: skip
+    env = {**os.environ, "COLUMNS": "100", "VOICEWIRE_API_KEY": "vw-bench-key-123456"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (level,) = json.loads(out.read_text())["levels"]
+    assert level["turns"] >= 2 and level["success_rate"] == 1.0 and level["errors"] == 0
+    assert "vw-bench-key-123456" not in out.read_text() + out.with_suffix(".html").read_text()

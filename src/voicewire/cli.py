@@ -174,6 +174,10 @@ def bench_run(
     turn_timeout: Annotated[
         float, typer.Option(help="Seconds before a turn counts as failed")
     ] = 60.0,
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="The server's API key, if it needs one", envvar="VOICEWIRE_API_KEY"),
+    ] = None,
     out: Annotated[Path, typer.Option(help="JSON results (an .html report goes beside it)")] = Path(
         "bench-results.json"
     ),
@@ -184,7 +188,7 @@ def bench_run(
     server_env = dict(item.split("=", 1) for item in env or [])
     result = run(
         _levels(levels), duration, think_time, input_kind, profile, url, server_pid,
-        server_cpus, restart_per_level, server_env, turn_timeout, turns, protocol,
+        server_cpus, restart_per_level, server_env, turn_timeout, turns, protocol, api_key,
     )  # fmt: skip
     html = write_report(result, out)
     console.print(f"wrote {out} and {html}")

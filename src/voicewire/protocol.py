@@ -364,7 +364,7 @@ class RateLimit(BaseModel):
 
 
 class RateLimits(ServerFrame):
-    """Where the API key stands against its limits, after each admitted turn."""
+    """Where the API key stands against its limits: after the first turn, then now and then."""
 
     type: Literal["rate_limits"] = "rate_limits"
     limits: list[RateLimit]

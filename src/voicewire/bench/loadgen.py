@@ -43,6 +43,7 @@ class LevelConfig:
     protocol: str = "multimodal"  # multimodal (/ws/multimodal) | realtime (/v1/realtime)
     max_handshakes: int = 64
     server_pid: int | None = None
+    api_key: str | None = None  # sent as Authorization: Bearer when the server has keys
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -181,8 +182,14 @@ async def run_realtime_turn(ws: ClientConnection, cfg: LevelConfig) -> TurnSampl
 
 async def open_session(cfg: LevelConfig, gate: asyncio.Semaphore) -> ClientConnection:
     async with gate:
+        headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else None
         ws = await connect(
-            cfg.url, max_size=None, compression=None, ping_interval=None, open_timeout=120
+            cfg.url,
+            max_size=None,
+            compression=None,
+            ping_interval=None,
+            open_timeout=120,
+            additional_headers=headers,
         )
         await asyncio.wait_for(ws.recv(), 120)  # init, or session.created
         if cfg.protocol == "realtime" and cfg.input == "audio":

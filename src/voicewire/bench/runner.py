@@ -131,6 +131,7 @@ def run(
     turn_timeout_s: float,
     turns: int | None = None,
     protocol: str = "multimodal",
+    api_key: str | None = None,
 ) -> dict[str, Any]:
     raise_fd_limit()
     env = {"VOICEWIRE_PROFILE": profile, **server_env}
@@ -149,6 +150,7 @@ def run(
             turn_timeout_s=turn_timeout_s,
             input=input_kind,
             server_pid=pid,
+            api_key=api_key,
         )
         rows.append(_asyncio_run(_run_levels([cfg]))[0].to_json())
         print_rows(rows[-1:])

@@ -277,7 +277,7 @@ def _admit_turn(runtime: Runtime, session: Session, audio_s: float) -> str | Non
 def _rate_limits(runtime: Runtime, session: Session) -> RateLimits | None:
     if session.owner is None:
         return None
-    status = runtime.quotas.status(session.owner)
+    status = runtime.quotas.report(session.owner, session.id)
     return RateLimits(limits=status) if status else None
 
 

@@ -4,8 +4,9 @@ Limits are set for every key with ``VOICEWIRE_KEY_LIMITS`` (``sessions=5,turns_p
 audio_s_per_day=3600``; any may be left out) and per key on its line of the keys file
 (``alice:KEY turns_per_min=60``), which wins. Over the session limit the handshake gets HTTP
 429 with ``Retry-After``; over a turn or audio limit the utterance gets an ``error`` frame
-``rate_limited`` and the session lives on. A ``rate_limits`` frame after each admitted turn
-tells the client where it stands (OpenAI's ``rate_limits.updated`` on ``/v1/realtime``).
+``rate_limited`` and the session lives on. A ``rate_limits`` frame after an admitted turn
+tells the client where it stands (OpenAI's ``rate_limits.updated`` on ``/v1/realtime``): on
+the first turn, then every 10 s at most, or every turn once a limit is nearly used up.
 
 Counts live in this process (time passed in, so the arithmetic is tested without waiting);
 several workers need them shared (issue 18).
@@ -70,12 +71,17 @@ class _Usage:
     audio_s: float = 0.0
 
 
+REPORT_EVERY_S = 10.0  # a session hears where its key stands at most this often ...
+REPORT_BELOW = 0.2  # ... unless a limit has less than this share left: then every turn
+
+
 class Quotas:
     """What each key has used, against its limits (``limits_of`` gives them per key name)."""
 
     def __init__(self, limits_of: Any) -> None:
         self.limits_of = limits_of  # Callable[[str], KeyLimits]
         self._usage: dict[str, _Usage] = {}
+        self._reported: dict[str, float] = {}  # session id -> when it was last told
 
     def _of(self, key: str, now: float) -> _Usage:
         usage = self._usage.setdefault(key, _Usage())
@@ -116,6 +122,20 @@ class Quotas:
         usage.turns.append(now)
         usage.audio_s += audio_s
         return None
+
+    def report(self, key: str, session_id: str, now: float | None = None) -> list[dict[str, Any]]:
+        """The status to send this session now, or [] if it heard recently and has room (a
+        frame every turn cost a measurable share of a turn's CPU for nothing new)."""
+        now = time.time() if now is None else now
+        status = self.status(key, now)
+        last = self._reported.get(session_id)
+        low = any(s["remaining"] <= s["limit"] * REPORT_BELOW for s in status)
+        if not status or (last is not None and now - last < REPORT_EVERY_S and not low):
+            return []
+        if len(self._reported) > 10_000:  # forget sessions not told for an hour
+            self._reported = {k: v for k, v in self._reported.items() if now - v < 3600}
+        self._reported[session_id] = now
+        return status
 
     def status(self, key: str, now: float | None = None) -> list[dict[str, Any]]:
         """Where the key stands: each limit with what remains and when it resets."""
