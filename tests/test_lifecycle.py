@@ -146,7 +146,24 @@ class _Seen(logging.Handler):
             self.event.set()
 
 
-async def test_a_client_that_stops_reading_is_closed_and_its_turn_stopped() -> None:
+ASK = {
+    "multimodal": [{"type": "user_text", "text": "talk to me"}],
+    "realtime": [
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "talk to me"}],
+            },
+        },
+        {"type": "response.create"},
+    ],
+}
+
+
+@pytest.mark.parametrize("protocol", ["multimodal", "realtime"])
+async def test_a_client_that_stops_reading_is_closed_and_its_turn_stopped(protocol: str) -> None:
     words = "word " * 290  # a long reply: ~10 MB of audio, more than any socket buffer holds
     llm = FakeLLM([FakeLLMStep(words)])
     srv = start_server(
@@ -156,13 +173,20 @@ async def test_a_client_that_stops_reading_is_closed_and_its_turn_stopped() -> N
         max_reply_audio_s=600,
     )
     seen = _Seen("its client had stopped reading")
-    server_log = logging.getLogger("voicewire.server.connection")
-    server_log.addHandler(seen)
-    server_log.setLevel(logging.INFO)
+    loggers = [logging.getLogger(f"voicewire.{m}.connection") for m in ("server", "realtime")]
+    for server_log in loggers:
+        server_log.addHandler(seen)
+        server_log.setLevel(logging.INFO)
+    url = (
+        srv.ws_url
+        if protocol == "multimodal"
+        else srv.ws_url.replace("/ws/multimodal", "/v1/realtime")
+    )
     try:
-        async with connect(srv.ws_url, max_queue=1) as ws:
-            await ws.recv()  # init
-            await ws.send(json.dumps({"type": "user_text", "text": "talk to me"}))
+        async with connect(url, max_queue=1) as ws:
+            await ws.recv()  # init, or session.created
+            for event in ASK[protocol]:
+                await ws.send(json.dumps(event))
             # ... and read nothing more: the server must give up on us by itself
             assert await asyncio.to_thread(seen.event.wait, 30)
             async with httpx.AsyncClient(base_url=srv.base) as http:
@@ -178,8 +202,9 @@ async def test_a_client_that_stops_reading_is_closed_and_its_turn_stopped() -> N
         assert closed.value.rcvd is None or closed.value.rcvd.code == 1008
         assert received < 9 * 2**20  # far from the whole reply was made and sent
     finally:
-        server_log.removeHandler(seen)
-        server_log.setLevel(logging.NOTSET)
+        for server_log in loggers:
+            server_log.removeHandler(seen)
+            server_log.setLevel(logging.NOTSET)
         srv.stop()
 
 

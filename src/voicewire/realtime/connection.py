@@ -10,6 +10,7 @@ by :class:`~voicewire.realtime.events.ServerEvents`. What is supported: ``docs/r
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -28,6 +29,7 @@ from voicewire.realtime.codec import InputDecoder
 from voicewire.realtime.config import BadRequest, RealtimeConfig, check_response
 from voicewire.realtime.events import ServerEvents
 from voicewire.realtime.items import Place
+from voicewire.server.backpressure import Backpressure, give_up
 from voicewire.session import Session, new_id
 
 log = logging.getLogger(__name__)
@@ -43,19 +45,34 @@ class RealtimeConnection:
         config: RealtimeConfig,
         max_event_bytes: int,
         extensions: bool = False,
+        send_timeout_s: float = 10.0,
     ) -> None:
         self.ws = ws
         self.session = session
         self.config = config
         self.max_event_bytes = max_event_bytes
-        self.out = ServerEvents(ws.send_text, config, session.id, extensions)
+        self.backpressure = Backpressure(send_timeout_s)
+        self._reader: asyncio.Task[Any] | None = None
+        self._gave_up = False
+        self.out = ServerEvents(self._write, config, session.id, extensions)
         self.conversation = Conversation(session, deps, self.out)
         self.conversation.reports_playback = True  # Realtime clients play what they are sent
         self.conversation.options = config.reply_options()
         self._decoder = InputDecoder(config.input_format, INPUT_SAMPLE_RATE)
 
+    async def _write(self, text: str) -> None:
+        """One event to the client; transcript deltas are dropped while it reads slowly (the
+        ``.done`` events carry the whole text), and a client that stops reading is let go."""
+        if self.backpressure.drop(text.startswith(_DELTA)):
+            return
+        if not await self.backpressure.write(self.ws.send_text(text)):
+            self._gave_up = True
+            await give_up(self.ws, self._reader, self.session.id, self.backpressure.timeout_s)
+            raise ConnectionError("the client stopped reading")
+
     async def serve(self) -> None:
         model_owner.set(self.session.id)
+        self._reader = asyncio.current_task()
         try:
             await self.out.emit(
                 {"type": "session.created", "session": self.config.describe(self.session.id)}
@@ -79,12 +96,19 @@ class RealtimeConnection:
                     await self.out.error(
                         f"internal error handling an event: {type(exc).__name__}", "internal"
                     )
+        except asyncio.CancelledError:
+            if not self._gave_up:  # the server is stopping: let it
+                raise
+            if (me := asyncio.current_task()) is not None:
+                me.uncancel()
         except Exception as exc:
             if not self.out.closed:
                 log.debug("realtime connection %s ended: %r", self.session.id, exc)
         finally:
             self.out.closed = True
             await self.conversation.aclose()
+            if self._gave_up:
+                log.info("session %s: stopped, its client had stopped reading", self.session.id)
 
     async def _on_text(self, text: str) -> None:
         if len(text) > self.max_event_bytes:
@@ -302,6 +326,7 @@ class RealtimeConnection:
             await self.ws.close(code=1000, reason="idle timeout")
 
 
+_DELTA = '{"type":"response.output_audio_transcript.delta"'
 _HANDLERS = {
     "session.update": RealtimeConnection._session_update,
     "input_audio_buffer.append": None,  # handled first, on the hot path

@@ -183,8 +183,9 @@ def create_app(
             model=model, silence_ms=settings.silence_ms, max_silence_ms=settings.max_silence_ms
         )
         conn = RealtimeConnection(
-            ws, session, deps, config, settings.max_frame_bytes, voicewire_events
-        )
+            ws, session, deps, config, settings.max_frame_bytes, voicewire_events,
+            settings.send_timeout_s,
+        )  # fmt: skip
         runtime.connections[session.id] = conn
         try:
             await conn.serve()

@@ -12,8 +12,13 @@ the session's turns are cancelled like any other disconnect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Awaitable
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 SLOW_WRITE_S = 0.25
 
@@ -43,3 +48,16 @@ class Backpressure:
             return False
         self.congested = time.monotonic() - started > SLOW_WRITE_S
         return True
+
+
+async def give_up(
+    ws: Any, reader: asyncio.Task[Any] | None, session_id: str, after_s: float
+) -> None:
+    """Close a client that stopped reading (1008, if the close frame still fits) and stop its
+    reader task, which waits for frames that will not come; the reader's cleanup then
+    cancels the session's turns like any disconnect."""
+    log.warning("session %s: the client has not read for %g s; closing", session_id, after_s)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(ws.close(code=1008, reason="client not reading"), 1.0)
+    if reader is not None and reader is not asyncio.current_task():
+        reader.cancel()

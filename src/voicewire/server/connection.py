@@ -47,7 +47,7 @@ from voicewire.protocol import (
     now_ms,
 )
 from voicewire.providers.runner import model_owner
-from voicewire.server.backpressure import Backpressure
+from voicewire.server.backpressure import Backpressure, give_up
 from voicewire.session import Session
 
 log = logging.getLogger(__name__)
@@ -106,18 +106,10 @@ class Connection:
                 await self._give_up()
 
     async def _give_up(self) -> None:
-        """The client stopped reading: close (1008) and let the reader loop clean up."""
+        """The client stopped reading: close it and end the session (backpressure.py)."""
         self._closed = self._gave_up = True
         self._count("errors", "client_not_reading")
-        log.warning(
-            "session %s: the client has not read for %g s; closing",
-            self.session.id,
-            self.backpressure.timeout_s,
-        )
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.close(code=1008, reason="client not reading"), 1.0)
-        if self._reader is not None and self._reader is not asyncio.current_task():
-            self._reader.cancel()  # it waits for frames that will not come: stop the session now
+        await give_up(self.ws, self._reader, self.session.id, self.backpressure.timeout_s)
 
     async def error(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
         await self.conversation.error(code, message, ref)
