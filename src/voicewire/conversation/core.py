@@ -94,7 +94,7 @@ class Deps:
     count: Callable[..., None]
     # the session's API key may start a turn with this much audio (s): None, or why not
     admit_turn: Callable[[Session, float], str | None] = lambda session, audio_s: None
-    # where the session's key stands against its limits, sent after each admitted turn
+    # where the session's key stands against its limits, when due (None: nothing to say now)
     rate_limits: Callable[[Session], RateLimits | None] = lambda session: None
 
 
