@@ -301,16 +301,12 @@ class Guard:
         await self.app(scope, receive, send)
 
 
-async def refuse(
-    scope: dict[str, Any], receive: Any, send: Any, error: AuthError, retry_after: int = 0
-) -> None:
+async def refuse(scope: dict[str, Any], receive: Any, send: Any, error: AuthError) -> None:
     """An HTTP error answer with a JSON body, for an HTTP request or a WebSocket handshake."""
     body = json.dumps({"error": {"code": error.code, "message": error.message}}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     if error.status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="voicewire"'))
-    if retry_after:
-        headers.append((b"retry-after", b"%d" % retry_after))
     if scope["type"] == "http":
         await send({"type": "http.response.start", "status": error.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
