@@ -153,6 +153,62 @@ async def test_the_openai_sdk_connects_with_the_key(server: RunningServer) -> No
             await conn.recv()
 
 
+SECRET_SESSION = {
+    "type": "realtime",
+    "instructions": "You are the front desk of a small hotel.",
+    "audio": {"output": {"voice": "marin"}},
+}
+
+
+async def test_an_openai_client_secret_opens_a_session_with_its_configuration(
+    server: RunningServer,
+) -> None:
+    """The ephemeral-key flow as OpenAI documents it: the backend makes a client secret with
+    its API key and a session configuration; the browser connects with the secret alone."""
+    backend = AsyncOpenAI(base_url=server.base + "/v1", api_key=KEY)
+    secret = await backend.realtime.client_secrets.create(
+        session=SECRET_SESSION,  # type: ignore[arg-type]
+        expires_after={"anchor": "created_at", "seconds": 120},
+    )
+    assert secret.value.startswith("vwt_")
+    assert 110 <= secret.expires_at - time.time() <= 121
+    assert secret.session.instructions == SECRET_SESSION["instructions"]
+    browser = AsyncOpenAI(base_url=server.base + "/v1", api_key=secret.value)
+    async with browser.realtime.connect(model="gpt-realtime") as conn:
+        event = await asyncio.wait_for(conn.recv(), 10)
+        assert event.type == "session.created"
+        assert event.session.instructions == SECRET_SESSION["instructions"]
+        assert event.session.audio.output.voice == "marin"
+    async with httpx.AsyncClient(base_url=server.base) as http:
+        # a secret is a WebSocket credential: it cannot make more secrets
+        assert (
+            await http.post("/v1/realtime/client_secrets", headers=bearer(secret.value))
+        ).status_code == 401
+        bad = await http.post(
+            "/v1/realtime/client_secrets",
+            headers=bearer(KEY),
+            json={"session": {"type": "realtime", "audio": {"output": {"speed": 9}}}},
+        )
+        assert bad.status_code == 400
+        assert bad.json()["error"]["type"] == "invalid_request_error"
+        assert "speed" in (bad.json()["error"]["param"] or bad.json()["error"]["message"])
+
+
+async def test_client_secrets_work_with_keys_off() -> None:
+    """An app written for OpenAI makes a secret even when this server runs without keys: it
+    must still get one, and the session must still start configured."""
+    srv = start_server(providers())
+    try:
+        backend = AsyncOpenAI(base_url=srv.base + "/v1", api_key="anything")
+        secret = await backend.realtime.client_secrets.create(session=SECRET_SESSION)  # type: ignore[arg-type]
+        browser = AsyncOpenAI(base_url=srv.base + "/v1", api_key=secret.value)
+        async with browser.realtime.connect(model="gpt-realtime") as conn:
+            event = await asyncio.wait_for(conn.recv(), 10)
+            assert event.session.instructions == SECRET_SESSION["instructions"]
+    finally:
+        srv.stop()
+
+
 async def test_secrets_never_reach_logs_or_metrics(
     server: RunningServer, caplog: pytest.LogCaptureFixture
 ) -> None:

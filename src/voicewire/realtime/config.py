@@ -195,6 +195,8 @@ class RealtimeConfig:
             voice = given_out["voice"]
             self.voice = voice if isinstance(voice, str) else json.dumps(voice)
         if given_out.get("speed") is not None:
+            if not 0.25 <= given_out["speed"] <= 1.5:  # OpenAI's documented range
+                raise BadRequest("speed must be between 0.25 and 1.5", "session.audio.output.speed")
             self.speed = given_out["speed"]
 
     def _detection(self, td: dict[str, Any]) -> dict[str, Any]:

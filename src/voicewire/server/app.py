@@ -29,11 +29,14 @@ from voicewire.realtime.config import RealtimeConfig
 from voicewire.realtime.connection import RealtimeConnection
 from voicewire.server import rest, viz
 from voicewire.server.auth import (
+    TOKEN_PREFIX,
     Authenticator,
+    AuthError,
     Guard,
     Keyring,
     Tokens,
     chosen_protocol,
+    credential,
     redact_server_logs,
 )
 from voicewire.server.connection import Connection, init_frame
@@ -182,6 +185,8 @@ def create_app(
         config = RealtimeConfig(
             model=model, silence_ms=settings.silence_ms, max_silence_ms=settings.max_silence_ms
         )
+        if (preset := _secret_session(ws, app.state.auth)) is not None:
+            config.update(preset)  # checked when the client secret was made
         conn = RealtimeConnection(
             ws, session, deps, config, settings.max_frame_bytes, voicewire_events,
             settings.send_timeout_s,
@@ -227,6 +232,21 @@ def _owner(ws: WebSocket) -> str | None:
     """The name of the API key the connection came with (None: keys are off)."""
     caller = ws.scope.get("state", {}).get("caller")
     return caller.key if caller is not None else None
+
+
+def _secret_session(ws: WebSocket, auth: Authenticator) -> dict[str, Any] | None:
+    """The Realtime session configuration a client secret carries. With keys off the Guard
+    checks nothing, so the token is read here (a bad one is only ignored: anyone may connect)."""
+    caller = ws.scope.get("state", {}).get("caller")
+    if caller is not None:
+        return caller.session
+    secret = credential(ws.scope)
+    if auth.enabled or not secret or not secret.startswith(TOKEN_PREFIX):
+        return None
+    try:
+        return auth.tokens.verify(secret).session
+    except AuthError:
+        return None
 
 
 def _release(ws: WebSocket, runtime: Runtime) -> None:

@@ -178,13 +178,24 @@ class Tokens:
         # for several workers, and so that a restart does not void the tokens out there)
         self._secret = (secret or secrets.token_hex(32)).encode()
 
-    def mint(self, key: str, ttl_s: float, now: float | None = None) -> tuple[str, int]:
+    def mint(
+        self,
+        key: str,
+        ttl_s: float,
+        now: float | None = None,
+        session: dict[str, Any] | None = None,
+    ) -> tuple[str, int]:
+        """A token for ``key``; ``session``: a Realtime session configuration the connection
+        starts with (OpenAI's client secrets carry one), signed with the rest."""
         expires = int((now if now is not None else time.time()) + ttl_s)
-        payload = _b64(json.dumps({"k": key, "exp": expires}, separators=(",", ":")).encode())
+        claims: dict[str, Any] = {"k": key, "exp": expires}
+        if session:
+            claims["s"] = session
+        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
         return f"{TOKEN_PREFIX}{payload}.{self._sign(payload)}", expires
 
-    def verify(self, token: str, now: float | None = None) -> str:
-        """The key name a token was minted for; AuthError if forged, malformed or expired."""
+    def verify(self, token: str, now: float | None = None) -> Caller:
+        """Who a token was minted for; AuthError if forged, malformed or expired."""
         body = token.removeprefix(TOKEN_PREFIX)
         payload, _, signature = body.partition(".")
         if not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
@@ -192,11 +203,14 @@ class Tokens:
         try:
             claims = json.loads(_unb64(payload))
             key, expires = str(claims["k"]), float(claims["exp"])
+            session = claims.get("s")
+            if session is not None and not isinstance(session, dict):
+                raise TypeError("session")
         except (ValueError, KeyError, TypeError) as e:
             raise AuthError("invalid client token") from e
         if (now if now is not None else time.time()) > expires:
             raise AuthError("client token expired: mint a new one", code="token_expired")
-        return key
+        return Caller(key, "token", session)
 
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
@@ -208,6 +222,7 @@ class Caller:
 
     key: str
     via: str  # "key" or "token"
+    session: dict[str, Any] | None = None  # a client secret's Realtime session configuration
 
 
 def offered_protocols(scope: dict[str, Any]) -> list[str]:
@@ -259,10 +274,10 @@ class Authenticator:
         if secret.startswith(TOKEN_PREFIX):
             if not websocket:
                 raise AuthError("client tokens open WebSockets; REST routes take an API key")
-            name = self.tokens.verify(secret)
-            if self.keyring.named(name) is None:
+            caller = self.tokens.verify(secret)
+            if self.keyring.named(caller.key) is None:
                 raise AuthError("the key this token was minted for has been revoked")
-            return Caller(name, "token")
+            return caller
         key = self.keyring.lookup(secret)
         if key is None:
             raise AuthError("invalid API key")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from decimal import Decimal
 from typing import Any
@@ -226,3 +227,43 @@ async def client_token(request: Request, body: ClientTokenRequest | None = None)
     ttl = body.expires_in if body and body.expires_in else _rt(request).settings.token_ttl_s
     token, expires_at = auth.tokens.mint(caller.key, ttl)
     return ClientToken(token=token, expires_at=expires_at, key=caller.key)
+
+
+MAX_SECRET_SESSION_BYTES = 6_000  # the token travels in a header: a browser's is a few KB
+
+
+class SecretExpiry(BaseModel):
+    anchor: str = Field(default="created_at", pattern="^created_at$")
+    seconds: int = Field(default=600, ge=10, le=7200)
+
+
+class ClientSecretRequest(BaseModel):
+    expires_after: SecretExpiry | None = None
+    session: dict[str, Any] | None = None
+
+
+@router.post("/v1/realtime/client_secrets", responses=_errors(400))
+async def client_secret(request: Request, body: ClientSecretRequest | None = None) -> Any:
+    """OpenAI's ephemeral client secret (``client.realtime.client_secrets.create``): a token
+    for ``/v1/realtime`` whose session starts with the configuration given here. Needs the
+    API key when keys are on; default lifetime ``token_ttl_s``."""
+    from voicewire.realtime.config import BadRequest, RealtimeConfig
+
+    body = body or ClientSecretRequest()
+    settings = _rt(request).settings
+    model = (body.session or {}).get("model") or "voicewire"
+    config = RealtimeConfig(str(model), settings.silence_ms, settings.max_silence_ms)
+    try:
+        if body.session is not None:
+            config.update(body.session)
+    except BadRequest as exc:
+        error = {"type": "invalid_request_error", "code": exc.code, "message": exc.message}
+        return JSONResponse({"error": {**error, "param": exc.param}}, status_code=400)
+    if len(json.dumps(body.session or {})) > MAX_SECRET_SESSION_BYTES:
+        raise HTTPException(400, f"session is over {MAX_SECRET_SESSION_BYTES} bytes as JSON")
+    caller = getattr(request.state, "caller", None)
+    ttl = body.expires_after.seconds if body.expires_after else settings.token_ttl_s
+    token, expires_at = request.app.state.auth.tokens.mint(
+        caller.key if caller else "", ttl, session=body.session or None
+    )
+    return {"value": token, "expires_at": expires_at, "session": config.describe("")}
