@@ -9,7 +9,7 @@ HASH := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 RUN_STAMP := $(VENV)/.installed-run-$(HASH)
 STAMP := $(VENV)/.installed-test-$(HASH)
 
-.PHONY: run run-llm test test-llama lint format bench-latency clean browser
+.PHONY: run run-llm test test-llama lint format bench-latency clean system
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,13 +42,18 @@ run-llm: $(RUN_STAMP)
 	VOICEWIRE_LLM=local:smollm2-135m $(BIN)/voicewire serve
 
 # The browser tests drive Debian's chromium (Playwright cannot download its own browser here);
-# the hearing tests speak with espeak-ng's voices (other voices than the Piper one we reply with).
-browser:
-	@{ command -v chromium && command -v espeak-ng; } >/dev/null || { \
+# the hearing tests speak with espeak-ng's voices (other voices than the Piper one we reply with);
+# the scale-out tests start real Redis, PostgreSQL and nginx servers on loopback ports.
+SYSTEM_PACKAGES := chromium espeak-ng redis-server postgresql nginx-light
+system:
+	@{ command -v chromium && command -v espeak-ng && command -v redis-server \
+	  && { command -v nginx || test -x /usr/sbin/nginx; } \
+	  && ls /usr/lib/postgresql/*/bin/initdb && id postgres; } >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium espeak-ng; }
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); }
 
-test: $(STAMP) browser
+test: $(STAMP) system
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/pytest

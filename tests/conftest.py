@@ -38,7 +38,7 @@ class RunningServer:
         self.thread.join(timeout=20)
 
 
-def serve(app: Any, settings: Settings | None = None) -> RunningServer:
+def serve(app: Any, settings: Settings | None = None, port: int = 0) -> RunningServer:
     """Serve an ASGI app with real uvicorn on a pre-bound loopback socket, configured as
     ``voicewire serve`` configures it.
 
@@ -47,7 +47,7 @@ def serve(app: Any, settings: Settings | None = None) -> RunningServer:
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     sock.listen(128)
     port = sock.getsockname()[1]
     config = uvicorn_config(app, settings or Settings(), log_level="warning")
@@ -57,12 +57,15 @@ def serve(app: Any, settings: Settings | None = None) -> RunningServer:
     return RunningServer(f"http://127.0.0.1:{port}", app, server, thread)
 
 
-def start_server(providers: Providers | None = None, **overrides: Any) -> RunningServer:
-    """The voicewire app on ``serve``; settings from ``overrides``, models not warmed."""
+def start_server(
+    providers: Providers | None = None, port: int = 0, **overrides: Any
+) -> RunningServer:
+    """The voicewire app on ``serve``; settings from ``overrides``, models not warmed;
+    ``port``: a given one (another server, stopped, used it), else any free one."""
     overrides.setdefault("warmup", False)
     overrides.setdefault("data_dir", Path(tempfile.mkdtemp(prefix="voicewire-test-")))
     settings = Settings(**overrides)
-    return serve(create_app(settings, providers=providers), settings)
+    return serve(create_app(settings, providers=providers), settings, port)
 
 
 @dataclass
@@ -143,3 +146,34 @@ def speaker() -> Speaker:
 
 def silence(ms: int) -> bytes:
     return b"\x00\x00" * (16 * ms)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """One real PostgreSQL server for the run (started on first use)."""
+    from tests.engines import PostgresServer
+
+    server = PostgresServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres: Any) -> str:
+    """A new, empty PostgreSQL database on the run's server."""
+    import secrets
+
+    import psycopg
+
+    name = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(postgres.url, autocommit=True) as db:
+        db.execute(f'CREATE DATABASE "{name}"')
+    return str(postgres.url.rsplit("/", 1)[0] + f"/{name}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a ledger test keeps its ledger: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "ledger.sqlite3")
+    return str(request.getfixturevalue("pg_url"))

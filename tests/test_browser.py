@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import Fakes, RunningServer, Speaker, start_server
 from voicewire.audio import encode_wav, resample_pcm16
+from voicewire.providers.base import Providers
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -277,6 +278,40 @@ async def test_typed_messages_are_labelled_and_never_lost(browser: Browser, fake
         assert "not sent" in await page.inner_text("#composer-note")  # and said
     finally:
         srv.stop()
+
+
+async def test_the_page_resumes_its_conversation_on_another_worker(browser: Browser) -> None:
+    """The worker serving the page goes away and another takes its port (a deploy, a
+    crash behind a load balancer): the page reconnects by itself and the agent remembers."""
+    from tests.engines import RedisServer
+    from voicewire.providers.fake import FakeLLM, FakeLLMStep, FakeSTT, FakeTTS
+
+    redis_server = RedisServer.start()
+    first = FakeLLM([FakeLLMStep("Paris it is.")])
+    srv = start_server(Providers(FakeSTT(), first, FakeTTS()), redis_url=redis_server.url)
+    port = int(srv.base.rsplit(":", 1)[1])
+    second = FakeLLM([FakeLLMStep("You said Paris.")])
+    try:
+        page = await open_page(browser, srv)
+        await page.fill("#text", "my favourite city is Paris")
+        await page.press("#text", "Enter")
+        await done_turns(page, 1)
+        srv.stop()
+        srv = start_server(
+            Providers(FakeSTT(), second, FakeTTS()), port=port, redis_url=redis_server.url
+        )
+        await page.wait_for_function(
+            "document.getElementById('status').textContent.includes('resumed')", timeout=WAIT_MS
+        )
+        await page.fill("#text", "which city did I name?")
+        await page.press("#text", "Enter")
+        await done_turns(page, 2)
+        messages, _ = second.calls[-1]
+        assert any("Paris" in str(m.get("content")) for m in messages if m["role"] == "user")
+        assert [m["content"] for m in messages if m["role"] == "assistant"] == ["Paris it is."]
+    finally:
+        srv.stop()
+        redis_server.stop()
 
 
 async def test_layout_keeps_the_input_in_view_and_costs_readable(browser: Browser) -> None:

@@ -226,7 +226,9 @@ async def test_closing_cancels_every_task_and_accounts_nothing_twice() -> None:
     await h.until("llm_streaming")
     assert len(h.conv.tasks) == 2  # the worker and its turn
     await h.conv.aclose()
-    assert len(h.conv.tasks) == 0 and h.turns == ["cancelled"]
+    # the running turn was cut by the lost connection: interrupted, and told on resume
+    assert len(h.conv.tasks) == 0 and h.turns == ["interrupted"]
+    assert h.conv.session.unreported == [h.conv.session.utterances.popitem()[0]]
 
 
 async def test_a_reply_does_not_wait_for_the_bill_of_the_input_before_it() -> None:

@@ -134,8 +134,8 @@ def test_recommendations_follow_usage_and_prices(prices: PriceTable, tmp_path: P
     )
 
 
-def test_ledger_and_report(tmp_path: Path, prices: PriceTable) -> None:
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+def test_ledger_and_report(tmp_path: Path, prices: PriceTable, ledger_target: str) -> None:
+    ledger = Ledger(ledger_target)
     entries = _entries("elevenlabs:eleven_flash_v2_5", 500, 100, prices)
     asyncio.run(ledger.record(entries))
     stored = list(ledger.entries())
@@ -333,16 +333,16 @@ def _ten_days(now: float) -> list[Entry]:
     return out
 
 
-async def test_a_rollup_leaves_the_report_totals_unchanged(tmp_path: Path) -> None:
+async def test_a_rollup_leaves_the_report_totals_unchanged(ledger_target: str) -> None:
     from voicewire.costs.retention import roll_up, rolled_days
 
     now = time.time()
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ledger = Ledger(ledger_target)
     await ledger.record(_ten_days(now))
-    before = summarize(ledger.entries(), rolled_days(ledger.path))
-    assert roll_up(ledger.path, now - 7 * 86_400) == 2  # the sessions that ended 8+ days ago
+    before = summarize(ledger.entries(), rolled_days(ledger.db))
+    assert roll_up(ledger.db, now - 7 * 86_400) == 2  # the sessions that ended 8+ days ago
     assert {e.session_id for e in ledger.entries()} == {"s_2", "s_3"}
-    after = summarize(ledger.entries(), rolled_days(ledger.path))
+    after = summarize(ledger.entries(), rolled_days(ledger.db))
     for key in (
         "total_usd",
         "turns",
@@ -353,9 +353,23 @@ async def test_a_rollup_leaves_the_report_totals_unchanged(tmp_path: Path) -> No
     ):
         assert after[key] == before[key], key
     assert after["usage"] == before["usage"]
-    assert roll_up(ledger.path, now - 7 * 86_400) == 0  # nothing more to fold: idempotent
-    assert roll_up(ledger.path, now - 1 * 86_400) == 1  # a later cut adds to the stored days
-    again = summarize(ledger.entries(), rolled_days(ledger.path))
+    assert roll_up(ledger.db, now - 7 * 86_400) == 0  # nothing more to fold: idempotent
+    assert roll_up(ledger.db, now - 1 * 86_400) == 1  # a later cut adds to the stored days
+    again = summarize(ledger.entries(), rolled_days(ledger.db))
     assert again["total_usd"] == before["total_usd"] and again["turns"] == before["turns"]
     assert again["conversation_minutes"] == before["conversation_minutes"]
     ledger.close()
+
+
+def test_migrations_are_versioned_and_run_once(ledger_target: str) -> None:
+    """Two workers starting at once migrate under a lock; a second run changes nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from voicewire.costs.db import MIGRATIONS, open_database
+
+    db = open_database(ledger_target)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: open_database(ledger_target).migrate(), range(4)))
+    latest = MIGRATIONS[db.kind][-1][0]
+    assert sorted(results) == [(0, latest)] + [(latest, latest)] * 3  # one did the work
+    assert db.migrate() == (latest, latest)

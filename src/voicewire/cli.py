@@ -122,21 +122,42 @@ def report(
     from decimal import Decimal
 
     from voicewire.costs.analysis import Volume
-    from voicewire.costs.ledger import Ledger
+    from voicewire.costs.ledger import Ledger, ledger_target
     from voicewire.costs.prices import PriceTable
     from voicewire.costs.report import build, write
 
     settings = load_settings()
-    path = settings.data_dir / "ledger.sqlite3"
-    if not path.exists():
-        console.print(f"[red]no ledger at {path}[/red]: run the server first (VOICEWIRE_DATA_DIR)")
+    target = ledger_target(settings)
+    if isinstance(target, Path) and not target.exists():
+        console.print(
+            f"[red]no ledger at {target}[/red]: run the server first (VOICEWIRE_DATA_DIR, "
+            "or VOICEWIRE_LEDGER_URL for PostgreSQL)"
+        )
         raise typer.Exit(1)
-    ledger = Ledger(path)
+    ledger = Ledger(target)
     prices = PriceTable.load(settings.prices_file, settings.core_hour_usd)
     volume = Volume(sessions_per_day, Decimal(str(minutes_per_session)))
     html_path, json_path = write(build(ledger, prices, volume), out)
     ledger.close()
     console.print(f"wrote {html_path} and {json_path}")
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the ledger's database schema up to date (the server also does it at start; run
+    this as a deployment step to control when DDL runs)."""
+    from voicewire.costs.db import open_database
+    from voicewire.costs.ledger import ledger_target
+    from voicewire.providers import ConfigError
+
+    db = open_database(ledger_target(load_settings()))
+    try:
+        before, now = db.migrate()
+    except ConfigError as exc:
+        console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    done = "up to date" if before == now else f"migrated from {before}"
+    console.print(f"ledger {db.describe()}: schema version {now} ({done})")
 
 
 bench_app = typer.Typer(

@@ -209,11 +209,16 @@ class Settings(BaseSettings):
     idle_timeout_s: float = Field(default=300.0, gt=0)
     session_ttl_s: float = Field(default=600.0, ge=0)
     max_queued_utterances: int = Field(default=8, ge=1, le=1000)
+    # Several workers (docs/deploy.md): sessions kept in Redis, so a client resumes on any
+    # worker (they expire session_ttl_s after their last write); per-key limits shared.
+    redis_url: SecretStr | None = None
 
     # Cost accounting: the ledger lives in data_dir; prices_file overrides or extends the
     # shipped price table.
     data_dir: Path = Path("data")
     ledger: bool = True
+    # The ledger in PostgreSQL (postgresql://user:pass@host/db) instead of SQLite in data_dir.
+    ledger_url: SecretStr | None = None
     # Keep the ledger's entries this many days; older sessions are rolled up into daily
     # per-component totals (reports stay right) and their entries deleted. Unset: keep all.
     ledger_retention_days: float | None = Field(default=None, gt=0)

@@ -22,7 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 # 1.1: barge-in (interrupt, playback, utterance_interrupted, reply_heard);
 # 1.2: session_update.max_silence_ms (semantic end of turn);
 # 1.3: tool_call_start.client, metrics_update.llm_tokens
-PROTOCOL_VERSION = "1.4"
+PROTOCOL_VERSION = "1.5"
 INPUT_SAMPLE_RATE = 16_000
 
 
@@ -199,6 +199,10 @@ class Init(ServerFrame):
     silence_ms: int
     limits: Limits
     barge_in: BargeIn | None = None  # absent: a server before protocol 1.1
+    # 1.5: keep it to resume this session after a lost connection, on any worker
+    # (``?session_id=...&resume_token=...``); ``resumed``: this connection continues one
+    resume_token: str | None = None
+    resumed: bool = False
 
 
 class Ack(ServerFrame):

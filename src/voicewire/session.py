@@ -1,11 +1,16 @@
 """Session state: what one conversation remembers, and the store that holds every session.
 
 Plain data with no tasks or timers of its own, so an idle session costs a few kilobytes; one
-sweeper per process (see ``server.app``) expires idle and disconnected sessions.
+sweeper per process (see ``server.app``) expires idle and disconnected sessions. What lasts
+beyond a connection (history, charts, utterance records, settings, cost) round-trips through
+:meth:`Session.to_state`, so a session can be kept in Redis and resumed on another worker
+(``server/redis_store.py``); what is in flight (audio, a running turn) stays in its worker.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 import time
 from collections import OrderedDict, deque
@@ -53,11 +58,27 @@ class UtteranceRecord:
             "timings": self.timings.model_dump(exclude_none=True) if self.timings else None,
         }
 
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> UtteranceRecord:
+        timings = raw.get("timings")
+        return cls(
+            id=raw["id"],
+            source=raw["source"],
+            created_at=raw["created_at"],
+            status=raw["status"],
+            transcript=raw.get("transcript"),
+            reply=raw.get("reply") or "",
+            error=raw.get("error"),
+            timings=StageTimings.model_validate(timings) if timings else None,
+            heard=raw.get("heard"),
+        )
+
 
 class Session:
     __slots__ = (
         "_history",
         "charts",
+        "charts_added",
         "connected",
         "cost_usd",
         "created_at",
@@ -66,8 +87,11 @@ class Session:
         "last_activity",
         "last_visualization",
         "owner",
+        "resume_digest",
+        "settings",
         "silence_ms",
         "turn_detection",
+        "unreported",
         "utterances",
     )
 
@@ -87,6 +111,71 @@ class Session:
         self.charts: deque[dict[str, Any]] = deque(maxlen=MAX_CHARTS)
         self.cost_usd = Decimal(0)
         self.first_turn_at: float | None = None  # wall clock when the first utterance began
+        self.charts_added = 0  # charts ever added (a store saves the ones it has not yet)
+        # the conversation's own settings from session_update (barge_in, ...), kept on resume
+        self.settings: dict[str, Any] = {}
+        # utterances cut by a lost connection, told to the client that resumes
+        self.unreported: list[str] = []
+        self.resume_digest = ""
+
+    def new_resume_token(self) -> str:
+        """A secret the client keeps to resume this session; only its digest is kept."""
+        token = secrets.token_urlsafe(24)
+        self.resume_digest = _digest(token)
+        return token
+
+    def resumable_with(self, token: str) -> bool:
+        return bool(self.resume_digest) and hmac.compare_digest(self.resume_digest, _digest(token))
+
+    def to_state(self, charts: bool = True) -> dict[str, Any]:
+        """What lasts beyond the connection, as JSON-able data (``charts``: include them;
+        a store may save them apart, since they are large and never change)."""
+        state: dict[str, Any] = {
+            "id": self.id,
+            "created_at": self.created_at,
+            "owner": self.owner,
+            "turn_detection": self.turn_detection,
+            "silence_ms": self.silence_ms,
+            "settings": self.settings,
+            "history": [[uid, messages] for uid, messages in self._history],
+            "history_turns": self._history.maxlen,
+            "utterances": [u.to_json() for u in self.utterances.values()],
+            "unreported": self.unreported,
+            "last_visualization": self.last_visualization,
+            "cost_usd": str(self.cost_usd),
+            "first_turn_at": self.first_turn_at,
+            "resume_digest": self.resume_digest,
+            "charts_added": self.charts_added,
+        }
+        if charts:
+            state["charts"] = list(self.charts)
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], charts: list[dict[str, Any]]) -> Session:
+        """A session saved by :meth:`to_state`, resumed: utterances that were queued or
+        running when its worker stopped are marked interrupted and told to the client."""
+        session = cls(state["turn_detection"], state["silence_ms"], state["history_turns"] or 0)
+        session.id = state["id"]
+        session.created_at = state["created_at"]
+        session.owner = state.get("owner")
+        session.settings = dict(state.get("settings") or {})
+        for uid, messages in state.get("history") or []:
+            session.add_turn(messages, uid)
+        session.unreported = list(state.get("unreported") or [])
+        for raw in state.get("utterances") or []:
+            record = UtteranceRecord.from_json(raw)
+            if record.status in ("queued", "running"):
+                record.status, record.error = "interrupted", "the connection was lost"
+                session.unreported.append(record.id)
+            session.record(record)
+        session.charts.extend(charts)
+        session.charts_added = state.get("charts_added", len(session.charts))
+        session.last_visualization = state.get("last_visualization")
+        session.cost_usd = Decimal(state.get("cost_usd") or "0")
+        session.first_turn_at = state.get("first_turn_at")
+        session.resume_digest = state.get("resume_digest") or ""
+        return session
 
     def add_cost(self, usd: Decimal, turn_started_at: float) -> None:
         self.cost_usd += usd
@@ -128,6 +217,7 @@ class Session:
             "figure": figure,
         }
         self.charts.append(chart)
+        self.charts_added += 1
         self.last_visualization = chart
 
     def record(self, utterance: UtteranceRecord) -> None:
@@ -149,6 +239,10 @@ class Session:
             "charts": len(self.charts),
             "cost_usd": money(self.cost_usd),
         }
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def well_formed(messages: list[Message]) -> list[Message]:
@@ -179,8 +273,44 @@ def well_formed(messages: list[Message]) -> list[Message]:
 
 
 class SessionStore:
+    """This process's sessions, in memory. A durable store (``server/redis_store.py``) keeps
+    the same dict for the sessions this worker serves and also writes their state out, so
+    :meth:`resume` can find a session another worker served."""
+
+    durable = False  # a session outlives this process
+
     def __init__(self) -> None:
         self._sessions: dict[str, Session] = {}
+
+    async def save(self, session: Session) -> None:
+        """Write the session's state out, before the client is told an utterance is done."""
+
+    def save_soon(self, session: Session) -> None:
+        """Write it out without waiting (a change the client does not wait on)."""
+
+    async def load(self, session_id: str) -> Session | None:
+        """A session this process does not hold, from where sessions are kept."""
+        return None
+
+    async def take(self, session: Session) -> None:
+        """This process serves ``session`` from now on (a worker that served it before
+        stops writing it)."""
+
+    def refresh(self) -> None:
+        """Keep the connected sessions' saved state from expiring."""
+
+    async def aclose(self) -> None:
+        pass
+
+    async def resume(self, session_id: str, token: str, owner: str | None) -> Session | None:
+        """The session to continue, if ``token`` is its resume token and ``owner`` the key
+        that opened it; else None (the caller starts a new one: never someone else's)."""
+        session = self.get(session_id) or await self.load(session_id)
+        if session is None or not session.resumable_with(token) or session.owner != owner:
+            return None
+        self._sessions[session.id] = session
+        await self.take(session)
+        return session
 
     def add(self, session: Session) -> None:
         self._sessions[session.id] = session
@@ -195,7 +325,8 @@ class SessionStore:
         return sum(1 for s in self._sessions.values() if s.connected)
 
     def expire(self, now: float, ttl_s: float) -> list[str]:
-        """Forget disconnected sessions idle for longer than ``ttl_s``."""
+        """Forget disconnected sessions idle for longer than ``ttl_s`` (here: a durable
+        store keeps them for their time to live there)."""
         gone = [
             sid
             for sid, s in self._sessions.items()

@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -93,9 +94,17 @@ class Deps:
     # ("errors", code), ("fallbacks", stage, failed provider), ("interruptions", why)
     count: Callable[..., None]
     # the session's API key may start a turn with this much audio (s): None, or why not
-    admit_turn: Callable[[Session, float], str | None] = lambda session, audio_s: None
+    admit_turn: Callable[[Session, float], Awaitable[str | None]] = lambda s, a: _nothing()
     # where the session's key stands against its limits, when due (None: nothing to say now)
-    rate_limits: Callable[[Session], RateLimits | None] = lambda session: None
+    rate_limits: Callable[[Session], Awaitable[RateLimits | None]] = lambda s: _nothing()
+    # the session's store: write its state out (awaited before an utterance is reported
+    # complete, so a turn the client saw finish survives its worker), or soon
+    save: Callable[[Session], Awaitable[None]] = lambda session: _nothing()
+    save_soon: Callable[[Session], None] = lambda session: None
+
+
+async def _nothing() -> None:
+    return None
 
 
 class Conversation(BargeIn):
@@ -122,6 +131,12 @@ class Conversation(BargeIn):
         )
         self._took_floor = False  # the speech being collected interrupted a reply
         self._held_back: tuple[bytes, float] | None = None  # speech too short to interrupt
+        self._apply(session.settings)  # a resumed session keeps what the client set
+
+    def _apply(self, settings: dict[str, Any]) -> None:
+        for name in ("barge_in", "reports_playback", "max_silence_ms"):
+            if settings.get(name) is not None:
+                setattr(self, name, settings[name])
 
     # ------------------------------------------------------------------ events out
 
@@ -242,12 +257,14 @@ class Conversation(BargeIn):
             self.session.turn_detection = turn_detection
         if silence_ms is not None:
             self.session.silence_ms = silence_ms
-        if barge_in is not None:
-            self.barge_in = barge_in
-        if reports_playback is not None:
-            self.reports_playback = reports_playback
-        if max_silence_ms is not None:
-            self.max_silence_ms = max_silence_ms
+        changed = {
+            "barge_in": barge_in,
+            "reports_playback": reports_playback,
+            "max_silence_ms": max_silence_ms,
+        }
+        self.session.settings.update({k: v for k, v in changed.items() if v is not None})
+        self._apply(self.session.settings)
+        self.deps.save_soon(self.session)
         if self._audio is not None:
             vad_ends = self.session.turn_detection == "server_vad"
             self._audio.set_mode(vad_ends, self.session.silence_ms, self._semantic_ms())
@@ -398,15 +415,16 @@ class Conversation(BargeIn):
             await self.error(ErrorCode.BUSY, f"{depth} utterances are already waiting", ref, uid)
             return False
         audio_s = len(request.audio or b"") / (2 * INPUT_SAMPLE_RATE)
-        if (refused := self.deps.admit_turn(self.session, audio_s)) is not None:
+        if (refused := await self.deps.admit_turn(self.session, audio_s)) is not None:
             _discard(request)
             await self.error(ErrorCode.RATE_LIMITED, refused, ref, uid)
             return False
         if ack_for is not None:
             await self.send(Ack(request=ack_for, utterance_id=uid, ref=ref))
-        if (limits := self.deps.rate_limits(self.session)) is not None:
+        if (limits := await self.deps.rate_limits(self.session)) is not None:
             await self.send(limits)
         self.session.record(request.record)
+        self.deps.save_soon(self.session)  # a worker that dies now: resumed as interrupted
         self._queue.append(request)
         if self._worker is None or self._worker.done():
             self._worker = self.tasks.create(self._drain(), "turns")
@@ -453,6 +471,7 @@ class Conversation(BargeIn):
             else:  # input that only joins the history: a reply may wait behind it, not its bill
                 self.deps.account_later(self.session, request, turn)
                 cost = None
+            await self.deps.save(self.session)
             await self._report(uid, status, turn, cost)
 
     def _unwound(self, request: TurnRequest, turn: Turn) -> str:
@@ -502,11 +521,36 @@ class Conversation(BargeIn):
         return not self.busy() and self._audio_uid is None
 
     async def aclose(self) -> None:
-        """The transport is gone: drop what waits, stop what runs, account for what was used."""
+        """The transport is gone: drop what waits, stop what runs, account for what was used.
+        The running turn is interrupted (what was sent of it stays in the history) and, with
+        what waited, told to the client if it resumes the session."""
+        if self._running is not None:
+            uid = self._running[0].record.id
+            self._interrupted[uid] = "connection_lost"
+            self.session.unreported.append(uid)
         for request in self._queue:
             _discard(request)
+            self.session.unreported.append(request.record.id)
         self._queue.clear()
         await self.tasks.aclose()
+
+    async def report_unreported(self) -> None:
+        """On resume: how the utterances cut by the lost connection ended."""
+        told, self.session.unreported = self.session.unreported, []
+        for uid in told:
+            record = self.session.utterances.get(uid)
+            status = record.status if record is not None else "interrupted"
+            if status in ("queued", "running"):
+                status = "interrupted"
+            await self.send(
+                UtteranceComplete(
+                    utterance_id=uid,
+                    status=status,  # type: ignore[arg-type]
+                    timings=(record.timings if record and record.timings else StageTimings()),
+                )
+            )
+        if told:
+            self.deps.save_soon(self.session)
 
 
 def _rms(pcm: bytes) -> float:

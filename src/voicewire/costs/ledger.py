@@ -1,66 +1,31 @@
-"""The cost ledger: every provider call's usage and cost, persisted in SQLite.
+"""The cost ledger: every provider call's usage and cost, persisted in SQLite or PostgreSQL
+(``costs/db.py``).
 
 One writer thread owns the connection. Turns hand it their entries and await the commit before
 the client hears ``utterance_complete``, so a completed utterance is never lost to a crash;
 entries from many sessions that arrive together share one commit, so the ledger costs the event
-loop one thread hand-off per turn, not a disk write. WAL mode: readers (reports, /metrics) do
-not block the writer.
+loop one thread hand-off per turn, not a disk write or a round trip. SQLite in WAL mode: readers
+(reports, /metrics) do not block the writer. A PostgreSQL connection that breaks is opened again
+for the next batch (the batch that met the break fails, and is logged by the accountant).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import queue
-import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+from voicewire.costs.db import Database, open_database
 from voicewire.providers.base import Usage
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    id INTEGER PRIMARY KEY,
-    ts REAL NOT NULL,
-    session_id TEXT NOT NULL,
-    utterance_id TEXT NOT NULL,
-    component TEXT NOT NULL,          -- stt | llm | tts | tools
-    provider TEXT NOT NULL,
-    input_tokens INTEGER NOT NULL,
-    cached_tokens INTEGER NOT NULL,
-    output_tokens INTEGER NOT NULL,
-    characters INTEGER NOT NULL,
-    audio_seconds REAL NOT NULL,
-    cpu_seconds REAL NOT NULL,
-    tool_calls INTEGER NOT NULL,
-    cost_usd TEXT NOT NULL             -- exact Decimal as text
-);
-CREATE INDEX IF NOT EXISTS entries_session ON entries (session_id);
-CREATE INDEX IF NOT EXISTS entries_ts ON entries (ts);
--- retention (costs/retention.py): old sessions' entries, rolled up per UTC day
-CREATE TABLE IF NOT EXISTS daily (
-    day TEXT NOT NULL,
-    component TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    input_tokens INTEGER NOT NULL,
-    cached_tokens INTEGER NOT NULL,
-    output_tokens INTEGER NOT NULL,
-    characters INTEGER NOT NULL,
-    audio_seconds REAL NOT NULL,
-    cpu_seconds REAL NOT NULL,
-    tool_calls INTEGER NOT NULL,
-    cost_usd TEXT NOT NULL,
-    PRIMARY KEY (day, component, provider)
-);
-CREATE TABLE IF NOT EXISTS daily_sessions (
-    day TEXT PRIMARY KEY,
-    sessions INTEGER NOT NULL,
-    turns INTEGER NOT NULL,
-    minutes TEXT NOT NULL              -- conversation minutes, exact Decimal as text
-);
-"""
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,23 +54,29 @@ class Entry:
 _Batch = tuple[list[Entry], asyncio.AbstractEventLoop, asyncio.Future[None]]
 
 
+def ledger_target(settings: Any) -> str | Path:
+    """``VOICEWIRE_LEDGER_URL``, else ``ledger.sqlite3`` in the data directory."""
+    if settings.ledger_url is not None:
+        return str(settings.ledger_url.get_secret_value())
+    return Path(settings.data_dir) / "ledger.sqlite3"
+
+
 class Ledger:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(SCHEMA)
+    def __init__(self, target: Database | Path | str) -> None:
+        self.db = target if isinstance(target, Database) else open_database(target)
+        before, now = self.db.migrate()
+        if now != before:
+            log.info("ledger %s: schema %d -> %d", self.db.describe(), before, now)
         self._queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._thread = threading.Thread(
             target=self._write_loop, name="voicewire-ledger", daemon=True
         )
         self._thread.start()
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")  # survives a process crash; fsync per checkpoint
-        return db
+    @property
+    def path(self) -> str:
+        """Where it is, for people (a PostgreSQL URL without its password)."""
+        return self.db.describe()
 
     async def record(self, entries: list[Entry]) -> None:
         """Persist ``entries``; returns once they are committed."""
@@ -117,7 +88,8 @@ class Ledger:
         await done
 
     def _write_loop(self) -> None:
-        db = self._connect()
+        db: Any = None
+        insert = self.db.sql(f"INSERT INTO entries ({_COLUMNS}) VALUES ({_MARKS})")
         while (first := self._queue.get()) is not None:
             batch = [first]
             while True:  # everything already waiting shares this commit
@@ -132,13 +104,18 @@ class Ledger:
             rows = [e.row() for entries, _, _ in batch for e in entries]
             error: Exception | None = None
             try:
-                with db:
-                    db.executemany(f"INSERT INTO entries ({_COLUMNS}) VALUES ({_MARKS})", rows)
-            except sqlite3.Error as exc:
+                db = db or self.db.connect()
+                with self.db.transaction(db):
+                    db.cursor().executemany(insert, rows)
+            except Exception as exc:  # the next batch opens a new connection
                 error = exc
+                with contextlib.suppress(Exception):
+                    db.close()
+                db = None
             for _, loop, done in batch:
                 loop.call_soon_threadsafe(_settle, done, error)
-        db.close()
+        if db is not None:
+            db.close()
 
     def close(self) -> None:
         self._queue.put(None)
@@ -157,9 +134,12 @@ class Ledger:
             args.append(since)
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
-        with self._connect() as db:
-            for row in db.execute(query + " ORDER BY id", args):
+        db = self.db.connect()
+        try:
+            for row in db.execute(self.db.sql(query + " ORDER BY id"), args):
                 yield Entry.from_row(row)
+        finally:
+            db.close()
 
 
 _COLUMNS = (

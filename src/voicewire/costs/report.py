@@ -39,7 +39,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def build(ledger: Ledger, prices: PriceTable, volume: Volume) -> dict[str, Any]:
-    summary = summarize(ledger.entries(), rolled_days(ledger.path))
+    summary = summarize(ledger.entries(), rolled_days(ledger.db))
     per_minute = summary["efficiency"]["usd_per_minute"]
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),

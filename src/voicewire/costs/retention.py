@@ -12,13 +12,13 @@ by minute series of those days (they count at the start of their day).
 from __future__ import annotations
 
 import calendar
-import sqlite3
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
+from typing import Any
 
+from voicewire.costs.db import Database
 from voicewire.providers.base import Usage
 
 _USAGE = ("input_tokens", "cached_tokens", "output_tokens", "characters", "audio_seconds",
@@ -46,15 +46,16 @@ def _day(ts: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ts))
 
 
-def roll_up(path: Path, older_than_ts: float) -> int:
+def roll_up(database: Database, older_than_ts: float) -> int:
     """Fold every session whose last entry is before ``older_than_ts``; return how many."""
-    db = sqlite3.connect(path, timeout=30)
+    db = database.connect()
+    q = database.sql
     try:
-        with db:
+        with database.transaction(db):
             old = [
                 row[0]
                 for row in db.execute(
-                    "SELECT session_id FROM entries GROUP BY session_id HAVING MAX(ts) < ?",
+                    q("SELECT session_id FROM entries GROUP BY session_id HAVING MAX(ts) < ?"),
                     (older_than_ts,),
                 )
             ]
@@ -62,8 +63,11 @@ def roll_up(path: Path, older_than_ts: float) -> int:
                 return 0
             marks = ",".join("?" for _ in old)
             rows = db.execute(
-                f"SELECT session_id, utterance_id, ts, component, provider, {', '.join(_USAGE)}, "
-                f"tool_calls, cost_usd FROM entries WHERE session_id IN ({marks})",
+                q(
+                    f"SELECT session_id, utterance_id, ts, component, provider, "
+                    f"{', '.join(_USAGE)}, tool_calls, cost_usd FROM entries "
+                    f"WHERE session_id IN ({marks})"
+                ),
                 old,
             ).fetchall()
             days: dict[str, Day] = {}
@@ -84,48 +88,52 @@ def roll_up(path: Path, older_than_ts: float) -> int:
                 day.turns += len(turns[sid])
                 day.minutes += Decimal(str(max(MIN_SESSION_S, last - first))) / 60
             for day in days.values():
-                _add(db, day)
-            db.execute(f"DELETE FROM entries WHERE session_id IN ({marks})", old)
+                _add(db, q, day)
+            db.execute(q(f"DELETE FROM entries WHERE session_id IN ({marks})"), old)
         return len(old)
     finally:
         db.close()
 
 
-def _add(db: sqlite3.Connection, day: Day) -> None:
-    """Add a day's totals to what earlier rollups stored for it."""
+def _add(db: Any, q: Any, day: Day) -> None:
+    """Add a day's totals to what earlier rollups stored for it (read, delete, insert: the
+    same SQL on every engine)."""
     for (component, provider), (usage, calls, cost) in day.parts.items():
+        key = (day.day, component, provider)
+        where = "WHERE day = ? AND component = ? AND provider = ?"
         row = db.execute(
-            f"SELECT {', '.join(_USAGE)}, tool_calls, cost_usd FROM daily "
-            "WHERE day = ? AND component = ? AND provider = ?",
-            (day.day, component, provider),
+            q(f"SELECT {', '.join(_USAGE)}, tool_calls, cost_usd FROM daily {where}"), key
         ).fetchone()
         values = [getattr(usage, name) for name in _USAGE]
         if row is not None:
             values = [a + b for a, b in zip(values, row[:6], strict=True)]
             calls, cost = calls + row[6], cost + Decimal(row[7])
+            db.execute(q(f"DELETE FROM daily {where}"), key)
         db.execute(
-            f"INSERT OR REPLACE INTO daily (day, component, provider, {', '.join(_USAGE)}, "
-            "tool_calls, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (day.day, component, provider, *values, calls, str(cost)),
+            q(
+                f"INSERT INTO daily (day, component, provider, {', '.join(_USAGE)}, "
+                "tool_calls, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            (*key, *values, calls, str(cost)),
         )
     if day.sessions:
         row = db.execute(
-            "SELECT sessions, turns, minutes FROM daily_sessions WHERE day = ?", (day.day,)
+            q("SELECT sessions, turns, minutes FROM daily_sessions WHERE day = ?"), (day.day,)
         ).fetchone()
         sessions, turns, minutes = day.sessions, day.turns, day.minutes
         if row is not None:
             sessions, turns, minutes = sessions + row[0], turns + row[1], minutes + Decimal(row[2])
+            db.execute(q("DELETE FROM daily_sessions WHERE day = ?"), (day.day,))
         db.execute(
-            "INSERT OR REPLACE INTO daily_sessions (day, sessions, turns, minutes) "
-            "VALUES (?, ?, ?, ?)",
+            q("INSERT INTO daily_sessions (day, sessions, turns, minutes) VALUES (?, ?, ?, ?)"),
             (day.day, sessions, turns, str(minutes)),
         )
 
 
-def rolled_days(path: Path) -> list[Day]:
+def rolled_days(database: Database) -> list[Day]:
     """What earlier rollups stored, per day."""
     days: dict[str, Day] = {}
-    db = sqlite3.connect(path, timeout=30)
+    db = database.connect()
     try:
         for day_, component, provider, *rest in db.execute(
             f"SELECT day, component, provider, {', '.join(_USAGE)}, tool_calls, cost_usd "
@@ -137,7 +145,9 @@ def rolled_days(path: Path) -> list[Day]:
                 rest[6],
                 Decimal(rest[7]),
             )
-        for day_, sessions, turns, minutes in db.execute("SELECT * FROM daily_sessions"):
+        for day_, sessions, turns, minutes in db.execute(
+            "SELECT day, sessions, turns, minutes FROM daily_sessions"
+        ):
             day = days.setdefault(day_, Day(day_))
             day.sessions, day.turns, day.minutes = sessions, turns, Decimal(minutes)
     finally:

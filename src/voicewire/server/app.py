@@ -7,6 +7,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from voicewire.server.auth import (
 )
 from voicewire.server.connection import Connection, init_frame
 from voicewire.server.limits import quotas_for
+from voicewire.server.redis_store import check_reachable
 from voicewire.server.runtime import ProviderFactory, Runtime
 from voicewire.server.serving import BodyLimit, max_body_bytes
 from voicewire.session import Session
@@ -62,7 +64,10 @@ def create_app(
         Keyring(settings.api_keys.get_secret_value() if settings.api_keys else None),
         Tokens(settings.token_secret.get_secret_value() if settings.token_secret else None),
     )
-    runtime.quotas = quotas_for(settings.key_limits, auth.keyring)
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    if redis_url is not None:
+        check_reachable(redis_url)  # a clear error, now
+    runtime.quotas = quotas_for(settings.key_limits, auth.keyring, redis_url)
     redact_server_logs()
     if not auth.enabled and not _loopback(settings.host):
         log.warning(
@@ -89,6 +94,10 @@ def create_app(
             for conn in list(runtime.connections.values()):
                 with contextlib.suppress(Exception):
                     await conn.ws.close(code=1001, reason="server shutting down")
+            with contextlib.suppress(Exception):
+                await runtime.store.aclose()
+            with contextlib.suppress(Exception):
+                await runtime.quotas.aclose()
             if runtime.providers is not None:
                 with contextlib.suppress(Exception):
                     await runtime.providers.aclose()
@@ -129,12 +138,29 @@ def create_app(
     )
 
     @app.websocket("/ws/multimodal")
-    async def multimodal(ws: WebSocket) -> None:
+    async def multimodal(
+        ws: WebSocket, session_id: str | None = None, resume_token: str | None = None
+    ) -> None:
+        """``session_id`` + ``resume_token`` (from a previous ``init``): continue that session,
+        on whichever worker it was; a wrong pair gets a new session."""
         if not await _admitted(ws, settings, runtime):
             return
-        session = Session(settings.turn_detection, settings.silence_ms, settings.history_turns)
-        session.owner = _owner(ws)
-        runtime.store.add(session)
+        session = None
+        if session_id and resume_token:
+            session = await runtime.store.resume(session_id, resume_token, _owner(ws))
+            if session is None:
+                log.info("resume of %s refused: a new session instead", session_id[:40])
+            elif (old := runtime.connections.get(session.id)) is not None:
+                await old.close_for_resume()  # the same client, on a new connection
+        resumed = session is not None
+        if session is None:
+            session = Session(settings.turn_detection, settings.silence_ms, settings.history_turns)
+            session.owner = _owner(ws)
+            runtime.store.add(session)
+            resume_token = session.new_resume_token()
+            runtime.store.save_soon(session)
+        session.connected = True
+        session.touch()
         runtime.metrics.connections_total += 1
         conn = Connection(ws, session, deps, limits, settings.send_timeout_s)
         runtime.connections[session.id] = conn
@@ -155,12 +181,15 @@ def create_app(
                 session, __version__, providers.tts.sample_rate, providers.describe(), limits,
                 barge_in,
             )  # fmt: skip
+            init.resume_token, init.resumed = resume_token, resumed
             await conn.serve(init)
         finally:
-            session.connected = False
-            session.touch()
-            runtime.connections.pop(session.id, None)
-            _release(ws, runtime)
+            if runtime.connections.get(session.id) is conn:  # not taken over by a resume
+                session.connected = False
+                session.touch()
+                runtime.connections.pop(session.id, None)
+                await runtime.store.save(session)
+            await _release(ws, runtime)
 
     @app.websocket("/v1/realtime")
     async def realtime(
@@ -176,7 +205,7 @@ def create_app(
             error = {"type": "server_error", "code": "internal", "message": why}
             await ws.send_text(json.dumps({"type": "error", "event_id": "event_0", "error": error}))
             await ws.close(code=1011, reason="server failed to start")
-            _release(ws, runtime)
+            await _release(ws, runtime)
             return
         session = Session("server_vad", settings.silence_ms, settings.history_turns)
         session.owner = _owner(ws)
@@ -198,7 +227,7 @@ def create_app(
             session.connected = False
             session.touch()
             runtime.connections.pop(session.id, None)
-            _release(ws, runtime)
+            await _release(ws, runtime)
 
     return app
 
@@ -218,12 +247,16 @@ async def _admitted(ws: WebSocket, settings: Settings, runtime: Runtime) -> bool
         headers = {"Retry-After": str(verdict.retry_after_s)}
         await ws.send_denial_response(JSONResponse(body, status_code=503, headers=headers))
         return False
-    if (key := _owner(ws)) is not None and (no := runtime.quotas.open_session(key)) is not None:
+    key, lease = _owner(ws), f"{runtime.worker}:{secrets.token_hex(6)}"
+    if key is not None and (no := await runtime.quotas.acquire_session(key, lease)) is not None:
         log.warning("refused a session of key %s: %s", key, no.message)
         body = {"error": {"code": "rate_limited", "message": no.message}}
         headers = {"Retry-After": str(no.retry_after_s)}
         await ws.send_denial_response(JSONResponse(body, status_code=429, headers=headers))
         return False
+    if key is not None:
+        runtime.leases[lease] = key
+        ws.scope.setdefault("state", {})["lease"] = lease
     await ws.accept(subprotocol=chosen_protocol(ws.scope))
     return True
 
@@ -249,9 +282,11 @@ def _secret_session(ws: WebSocket, auth: Authenticator) -> dict[str, Any] | None
         return None
 
 
-def _release(ws: WebSocket, runtime: Runtime) -> None:
-    if (key := _owner(ws)) is not None:
-        runtime.quotas.close_session(key)
+async def _release(ws: WebSocket, runtime: Runtime) -> None:
+    if (lease := ws.scope.get("state", {}).get("lease")) is not None:
+        key = runtime.leases.pop(lease, None)
+        if key is not None:
+            await runtime.quotas.release_session(key, lease)
 
 
 def conversation_deps(runtime: Runtime) -> Deps:
@@ -285,20 +320,22 @@ def conversation_deps(runtime: Runtime) -> Deps:
         count=runtime.metrics.count,
         admit_turn=lambda session, audio_s: _admit_turn(runtime, session, audio_s),
         rate_limits=lambda session: _rate_limits(runtime, session),
+        save=runtime.store.save,
+        save_soon=runtime.store.save_soon,
     )
 
 
-def _admit_turn(runtime: Runtime, session: Session, audio_s: float) -> str | None:
+async def _admit_turn(runtime: Runtime, session: Session, audio_s: float) -> str | None:
     if session.owner is None:
         return None
-    refusal = runtime.quotas.start_turn(session.owner, audio_s)
+    refusal = await runtime.quotas.admit_turn(session.owner, audio_s)
     return None if refusal is None else f"{refusal.message}; retry in {refusal.retry_after_s} s"
 
 
-def _rate_limits(runtime: Runtime, session: Session) -> RateLimits | None:
+async def _rate_limits(runtime: Runtime, session: Session) -> RateLimits | None:
     if session.owner is None:
         return None
-    status = runtime.quotas.report(session.owner, session.id)
+    status = await runtime.quotas.standing(session.owner, session.id)
     return RateLimits(limits=status) if status else None
 
 

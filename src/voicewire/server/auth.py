@@ -136,12 +136,12 @@ class Keyring:
         return next((k for k in self.keys if k.name == name), None)
 
 
-_TOKEN_PARAM = re.compile(r"((?:^|[?&])token=)[^&\s\"']+")
+_TOKEN_PARAM = re.compile(r"((?:^|[?&])(?:resume_)?token=)[^&\s\"']+")
 
 
 class RedactTokens(logging.Filter):
     """uvicorn logs a WebSocket's path with its query ("... ?token=vwt_... [accepted]"):
-    the token is replaced before any handler sees the line."""
+    the token (and a ``resume_token``) is replaced before any handler sees the line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):

@@ -69,6 +69,8 @@ class Connection:
         self._closed = False
         self._reader: asyncio.Task[Any] | None = None  # the task in serve(), to stop it
         self._gave_up = False  # the client stopped reading and was closed
+        self._taken_over = False  # the session was resumed on a newer connection
+        self._finished = asyncio.Event()
         self.conversation = Conversation(session, deps, self)
 
     # ------------------------------------------------------------------ sending (the Emitter)
@@ -122,6 +124,8 @@ class Connection:
         self._reader = asyncio.current_task()
         try:
             await self.send(init)
+            if init.resumed:
+                await self.conversation.report_unreported()
             while True:
                 message = await self.ws.receive()
                 if message["type"] == "websocket.disconnect":
@@ -140,7 +144,7 @@ class Connection:
                         ErrorCode.INTERNAL, f"internal error handling a frame: {type(exc).__name__}"
                     )
         except asyncio.CancelledError:
-            if not self._gave_up:  # the server is stopping: let it
+            if not (self._gave_up or self._taken_over):  # the server is stopping: let it
                 raise
             if (me := asyncio.current_task()) is not None:
                 me.uncancel()
@@ -150,6 +154,7 @@ class Connection:
         finally:
             self._closed = True
             await self.conversation.aclose()
+            self._finished.set()
             if self._gave_up:
                 log.info("session %s: stopped, its client had stopped reading", self.session.id)
 
@@ -263,6 +268,20 @@ class Connection:
             await self.send(SessionClosing(message=message))
         with contextlib.suppress(Exception):
             await self.ws.close(code=1001, reason="server shutting down")
+
+    async def close_for_resume(self) -> None:
+        """The client resumed this session on a new connection (this one is stale, often
+        half-open): close it (4001) and wait until its turns have unwound, so the new
+        connection hears how they ended."""
+        self._taken_over = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                self.ws.close(code=4001, reason="resumed on another connection"), 1.0
+            )
+        if self._reader is not None and self._reader is not asyncio.current_task():
+            self._reader.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._finished.wait(), 5.0)
 
     async def close_idle(self) -> None:
         await self.error(ErrorCode.IDLE_TIMEOUT, "closing an idle session")

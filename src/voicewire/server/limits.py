@@ -9,7 +9,8 @@ tells the client where it stands (OpenAI's ``rate_limits.updated`` on ``/v1/real
 the first turn, then every 10 s at most, or every turn once a limit is nearly used up.
 
 Counts live in this process (time passed in, so the arithmetic is tested without waiting);
-several workers need them shared (issue 18).
+with ``VOICEWIRE_REDIS_URL`` the server's calls (the ``async`` ones) go to Redis instead, so
+several workers share them (``server/redis_limits.py``).
 """
 
 from __future__ import annotations
@@ -123,11 +124,40 @@ class Quotas:
         usage.audio_s += audio_s
         return None
 
+    # ------------------------------------------------------------------ what the server calls
+    # (a shared store overrides these; here they are the local arithmetic)
+
+    async def acquire_session(self, key: str, connection_id: str) -> Refusal | None:
+        return self.open_session(key)
+
+    async def release_session(self, key: str, connection_id: str) -> None:
+        self.close_session(key)
+
+    async def admit_turn(self, key: str, audio_s: float) -> Refusal | None:
+        return self.start_turn(key, audio_s)
+
+    async def standing(self, key: str, session_id: str) -> list[dict[str, Any]]:
+        return self.report(key, session_id)
+
+    def heartbeat(self, live: dict[str, str]) -> None:
+        """Connections still open (connection id -> key), for a store whose counts of
+        sessions must outlive a worker that dies (here there is nothing to do)."""
+
+    async def aclose(self) -> None:
+        pass
+
+    # ------------------------------------------------------------------ the arithmetic
+
     def report(self, key: str, session_id: str, now: float | None = None) -> list[dict[str, Any]]:
         """The status to send this session now, or [] if it heard recently and has room (a
         frame every turn cost a measurable share of a turn's CPU for nothing new)."""
         now = time.time() if now is None else now
-        status = self.status(key, now)
+        return self.due(session_id, self.status(key, now), now)
+
+    def due(
+        self, session_id: str, status: list[dict[str, Any]], now: float
+    ) -> list[dict[str, Any]]:
+        """``status`` if this session should hear it now, else []."""
         last = self._reported.get(session_id)
         low = any(s["remaining"] <= s["limit"] * REPORT_BELOW for s in status)
         if not status or (last is not None and now - last < REPORT_EVERY_S and not low):
@@ -165,10 +195,11 @@ def _limit(name: str, limit: float, remaining: float, reset_s: float) -> dict[st
     }
 
 
-def quotas_for(default_limits: str, keyring: Any) -> Quotas:
+def quotas_for(default_limits: str, keyring: Any, redis_url: str | None = None) -> Quotas:
     """The per-key quotas: ``default_limits`` (``VOICEWIRE_KEY_LIMITS``) for every key, a
-    key's own options in the keys file over them. Every key's limits are checked now, so a
-    typo stops the start instead of the key's first turn."""
+    key's own options in the keys file over them; counted in Redis when ``redis_url`` is set.
+    Every key's limits are checked now, so a typo stops the start instead of the key's first
+    turn."""
     default = parse_limits(default_limits)
 
     def limits_of(name: str) -> KeyLimits:
@@ -180,4 +211,8 @@ def quotas_for(default_limits: str, keyring: Any) -> Quotas:
 
     for key in keyring.keys:
         limits_of(key.name)
+    if redis_url is not None:
+        from voicewire.server.redis_limits import SharedQuotas
+
+        return SharedQuotas(limits_of, redis_url)
     return Quotas(limits_of)

@@ -151,14 +151,16 @@ async def prometheus(request: Request) -> Response:
 
 @router.get("/session/{session_id}", responses=_errors(404))
 async def session(request: Request, session_id: str) -> dict[str, Any]:
-    found = visible_session(request, session_id)
+    found = await visible_session(request, session_id)
     return found.snapshot()
 
 
-def visible_session(request: Request, session_id: str) -> Session:
+async def visible_session(request: Request, session_id: str) -> Session:
     """The session, if the caller may see it: with keys on, only the key that opened it may
-    (another key's session is as unknown as a made-up id)."""
-    found = _rt(request).store.get(session_id)
+    (another key's session is as unknown as a made-up id). With several workers, one another
+    worker serves is read from the session store."""
+    store = _rt(request).store
+    found = store.get(session_id) or await store.load(session_id[:64])
     caller = getattr(request.state, "caller", None)
     if found is None or (caller is not None and found.owner not in (None, caller.key)):
         raise HTTPException(404, f"unknown session {session_id!r}")

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from voicewire.config import Settings
 from voicewire.costs.accounting import Accountant
-from voicewire.costs.ledger import Ledger
+from voicewire.costs.ledger import Ledger, ledger_target
 from voicewire.costs.prices import PriceTable
 from voicewire.costs.retention import roll_up
 from voicewire.metrics import TurnMetrics
@@ -26,6 +28,7 @@ from voicewire.providers.runner import ModelRunner
 from voicewire.server.lifecycle import Admission
 from voicewire.server.limits import KeyLimits, Quotas
 from voicewire.server.prom import RuntimeCollector
+from voicewire.server.redis_store import RedisSessions
 from voicewire.session import SessionStore
 from voicewire.tools import default_tools, warm_tools
 
@@ -56,12 +59,18 @@ class Runtime:
         self.providers: Providers | None = providers if isinstance(providers, Providers) else None
         self.tools: Tools = tools if tools is not None else default_tools(self.server_stats)
         self.prices = PriceTable.load(settings.prices_file, settings.core_hour_usd)
-        self.ledger = Ledger(settings.data_dir / "ledger.sqlite3") if settings.ledger else None
+        self.ledger = Ledger(ledger_target(settings)) if settings.ledger else None
         self.accountant = Accountant(self.prices, self.ledger)
         self.monitor = ResourceMonitor(settings.monitor_interval_s)
         self.cpu_at_ready = 0.0
         self._background: set[asyncio.Task[Any]] = set()
-        self.store = SessionStore()
+        self.store = (
+            SessionStore()
+            if settings.redis_url is None
+            else RedisSessions(
+                settings.redis_url.get_secret_value(), settings.session_ttl_s, self.superseded
+            )
+        )
         self.metrics = TurnMetrics()
         self.connections: dict[str, Connection | RealtimeConnection] = {}  # by session id
         self.turn_config = TurnConfig(
@@ -81,6 +90,8 @@ class Runtime:
         self.metrics.registry.register(RuntimeCollector(self))  # reads the state above
         self.admission = Admission(self)
         self.quotas = Quotas(lambda key: KeyLimits())  # per-key limits, set by create_app
+        self.leases: dict[str, str] = {}  # open connections counted against a key: id -> key
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"  # this process, in a cluster
 
     def require_providers(self) -> Providers:
         if self.providers is None:
@@ -213,6 +224,17 @@ class Runtime:
                 if conn is not None and conn.idle():
                     await conn.close_idle()
             self.store.expire(now, s.session_ttl_s)
+            self.store.refresh()
+            self.quotas.heartbeat(self.leases)
+
+    def superseded(self, session_id: str) -> None:
+        """The session was resumed through another worker: this copy's connection is stale."""
+        conn = self.connections.get(session_id)
+        close = getattr(conn, "close_for_resume", None)
+        if close is not None:
+            task = asyncio.get_running_loop().create_task(close())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def capacity(self) -> dict[str, Any]:
         """The resource monitor's estimate of the sessions this host could hold, from the
@@ -239,7 +261,7 @@ class Runtime:
         while True:
             try:
                 rolled = await asyncio.to_thread(
-                    roll_up, self.ledger.path, time.time() - days * 86_400
+                    roll_up, self.ledger.db, time.time() - days * 86_400
                 )
                 if rolled:
                     log.info("ledger: %d sessions older than %g days rolled up", rolled, days)

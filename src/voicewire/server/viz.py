@@ -41,7 +41,7 @@ async def data_viz(
     request: Request, session_id: str, format: Literal["json", "html"] = "json"
 ) -> dict[str, Any] | HTMLResponse:
     """The session's last visualization and all its charts (JSON), or a page drawing them."""
-    session = visible_session(request, session_id)
+    session = await visible_session(request, session_id)
     charts = list(session.charts)
     if format == "html":
         return HTMLResponse(render_page(session_id, charts))

@@ -121,7 +121,7 @@ function onFrame(f) {
   switch (f.type) {
     case "init":
       vw.connected = true;
-      setConnection("open", "connected", f.providers.llm);
+      setConnection("open", f.resumed ? "connected (conversation resumed)" : "connected", f.providers.llm);
       $("session").textContent = f.session_id;
       $("connect").textContent = "Disconnect";
       // this page plays replies and reports how far it got: replies it is still playing can be

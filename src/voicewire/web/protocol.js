@@ -1,4 +1,5 @@
-// The /ws/multimodal connection: JSON frames, binary audio frames, refs, reconnection.
+// The /ws/multimodal connection: JSON frames, binary audio frames, refs, reconnection that
+// resumes the same session (its id and resume token from `init`), on whichever worker answers.
 // Wire format only; what frames mean to the page is main.js's business. Reference: docs/protocol.md.
 
 // Binary frame: [uint32 BE header length][tts_chunk JSON header][PCM s16le].
@@ -23,6 +24,7 @@ export class Connection {
     this.retryMs = 500;
     this.refs = 0;
     this.timer = null;
+    this.resume = null; // {session_id, resume_token}: what a reconnection continues
   }
 
   get open() {
@@ -41,13 +43,22 @@ export class Connection {
       return this.h.onState("unauthorized", { message: err.message });
     }
     if (!this.want) return; // disconnected meanwhile
-    const ws = (this.ws = new WebSocket(this.url, protocols));
+    let url = this.url;
+    if (this.resume) {
+      const q = new URLSearchParams(this.resume).toString();
+      url += (url.includes("?") ? "&" : "?") + q;
+    }
+    const ws = (this.ws = new WebSocket(url, protocols));
     ws.binaryType = "arraybuffer";
     let opened = false;
     ws.onmessage = (ev) => {
       if (typeof ev.data === "string") {
         const frame = JSON.parse(ev.data);
-        if (frame.type === "init") this.retryMs = 500;
+        if (frame.type === "init") {
+          this.retryMs = 500;
+          if (frame.resume_token)
+            this.resume = { session_id: frame.session_id, resume_token: frame.resume_token };
+        }
         this.h.onFrame(frame);
       } else {
         const { head, pcm } = decodeAudioFrame(ev.data);
@@ -85,6 +96,7 @@ export class Connection {
 
   disconnect() {
     this.want = false;
+    this.resume = null; // the user ended it: the next connection is a new conversation
     clearTimeout(this.timer);
     if (this.ws) this.ws.close();
   }
