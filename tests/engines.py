@@ -137,8 +137,9 @@ class Worker:
         return f"ws://127.0.0.1:{self.port}/ws/multimodal"
 
     @classmethod
-    def start(cls, env: dict[str, str], args: tuple[str, ...] = ()) -> Worker:
-        """Started and ready (it says so on stderr); its later output is kept in ``log``."""
+    def start(cls, env: dict[str, str], args: tuple[str, ...] = (), ready: int = 1) -> Worker:
+        """Started and ready (``ready`` processes say so on stderr: one per worker); its later
+        output is kept in ``log``."""
         import sys
         import threading
 
@@ -153,7 +154,8 @@ class Worker:
         log: list[str] = []
         for line in proc.stderr:
             log.append(line)
-            if "voicewire is ready" in line:
+            ready -= "voicewire is ready" in line
+            if ready == 0:
                 break
         else:
             raise RuntimeError("the worker exited before it was ready:\n" + "".join(log))

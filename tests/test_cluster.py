@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import Iterator
 from decimal import Decimal
 
+import httpx
+import psutil
 import pytest
 import redis.asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.conftest import RunningServer, start_server
-from tests.engines import RedisServer
+from tests.engines import RedisServer, Worker
 from voicewire.client import Client
 from voicewire.costs.ledger import Ledger
 from voicewire.providers.base import Providers
@@ -124,3 +127,49 @@ async def test_two_workers_ledger_into_one_postgresql(pg_url: str) -> None:
     assert {e.utterance_id for e in entries} == set(told)
     assert len({e.session_id for e in entries}) == 2
     assert sum((e.cost_usd for e in entries), Decimal(0)) == sum(told.values(), Decimal(0)) > 0
+
+
+def workers_of(service: Worker) -> list[psutil.Process]:
+    """The supervisor's worker processes (not multiprocessing's resource tracker)."""
+    children = psutil.Process(service.proc.pid).children()
+    return [c for c in children if "resource_tracker" not in " ".join(c.cmdline())]
+
+
+def serves(worker: psutil.Process, client: Client) -> bool:
+    """Whether this worker holds the client's connection."""
+    port = client.ws.local_address[1]
+    return any(c.raddr and c.raddr.port == port for c in worker.net_connections("tcp"))
+
+
+async def test_workers_share_a_port_survive_a_crash_and_drain_together(
+    redis_server: RedisServer,
+) -> None:
+    """``voicewire serve --workers 2``: a worker killed by the kernel is replaced and its
+    conversation resumes on the port; SIGTERM drains every worker and exits 0."""
+    env = {"VOICEWIRE_PROFILE": "zero", "VOICEWIRE_REDIS_URL": redis_server.url}
+    service = Worker.start(env, ("--workers", "2"), ready=2)
+    try:
+        children = workers_of(service)
+        assert len(children) == 2
+        client = await Client.connect(service.ws_url)
+        assert (await client.ask("remember the number 42")).status == "completed"
+        victim = next(c for c in children if serves(c, client))
+        victim.kill()  # the OOM killer, say
+        await client.ws.wait_closed()
+        query = f"?session_id={client.session_id}&resume_token={client.init.resume_token}"
+        again = await Client.connect(service.ws_url + query)
+        assert again.init.resumed
+        assert (await again.ask("what was the number?")).status == "completed"
+        async with httpx.AsyncClient(base_url=service.base) as http:
+            session = (await http.get(f"/session/{client.session_id}")).json()
+        assert [m["content"] for m in session["history"] if m["role"] == "user"] == [
+            "remember the number 42",
+            "what was the number?",
+        ]
+        await again.close()
+        replaced = workers_of(service)
+        assert len(replaced) == 2 and victim.pid not in {c.pid for c in replaced}
+        service.proc.send_signal(signal.SIGTERM)
+        assert service.proc.wait(60) == 0
+    finally:
+        service.stop()

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio
 
 from tests.conftest import RunningServer, start_server
 from tests.engines import RedisServer, Worker, free_port
@@ -66,7 +67,10 @@ async def test_a_session_resumes_on_another_worker_with_its_history_and_charts(
         async with httpx.AsyncClient(base_url=b.base) as http:
             viz = (await http.get(f"/data-viz/{client.session_id}")).json()
             session = (await http.get(f"/session/{client.session_id}")).json()
-        assert len(viz["charts"]) == 1
+        stored = await redis.asyncio.Redis.from_url(redis_server.url).hkeys(
+            f"vw:s:{{{client.session_id}}}"
+        )
+        assert len(viz["charts"]) == 1, (stored, session["charts"], first.frames)
         assert viz["charts"][0]["figure"]["data"][0]["y"] == [120, 90]
         statuses = [u["status"] for u in session["utterances"]]
         assert statuses == ["completed", "completed"]

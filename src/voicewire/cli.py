@@ -39,6 +39,10 @@ def load_settings(**overrides: Any) -> Settings:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [default: 127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="Port [default: 8000]", min=1, max=65535)] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Server processes on this port [default: VOICEWIRE_WORKERS or 1]", min=1),
+    ] = None,
 ) -> None:
     """Serve the WebSocket and REST API (embedded offline models by default)."""
 
@@ -48,14 +52,21 @@ def serve(
     from voicewire.server.lifecycle import DrainingServer
     from voicewire.server.serving import uvicorn_config
 
-    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v}
+    overrides: dict[str, Any] = {
+        k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v
+    }
     settings = load_settings(**overrides)
     logs.configure(settings.log_level, settings.log_format)
     try:
-        application = create_app(settings)
+        application = create_app(settings)  # a bad setting stops here, before any worker
     except ConfigError as exc:
         console.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from exc
+    if settings.workers > 1:
+        from voicewire.server.workers import Supervisor
+
+        application.state.runtime.shutdown()
+        raise typer.Exit(Supervisor(settings, overrides, settings.workers).run())
     server = DrainingServer(uvicorn_config(application, settings), application.state.runtime)
     server.run()
 

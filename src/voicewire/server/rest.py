@@ -68,6 +68,7 @@ async def health(request: Request) -> JSONResponse:
         "endpoints": rt.endpoint_checks,
         "sessions": {"connected": rt.store.connected(), "known": len(rt.store)},
         "auth": "api_key" if request.app.state.auth.enabled else "none",
+        "worker": rt.worker,
     }
     if unusable:
         body["unusable"] = unusable
