@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import os
 import signal
+import socket
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import psutil
@@ -129,6 +136,19 @@ async def test_two_workers_ledger_into_one_postgresql(pg_url: str) -> None:
     assert sum((e.cost_usd for e in entries), Decimal(0)) == sum(told.values(), Decimal(0)) > 0
 
 
+def free_port_block(size: int) -> int:
+    """The first of ``size`` consecutive ports free now (run-local.sh numbers its servers)."""
+    for start in range(20_000, 60_000, size):
+        try:
+            for port in range(start, start + size):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return start
+        except OSError:
+            continue
+    raise RuntimeError("no free block of ports")
+
+
 def workers_of(service: Worker) -> list[psutil.Process]:
     """The supervisor's worker processes (not multiprocessing's resource tracker)."""
     children = psutil.Process(service.proc.pid).children()
@@ -173,3 +193,51 @@ async def test_workers_share_a_port_survive_a_crash_and_drain_together(
         assert service.proc.wait(60) == 0
     finally:
         service.stop()
+
+
+async def test_run_local_serves_conversations_through_nginx() -> None:
+    """deploy/run-local.sh: the compose topology on loopback (Redis, PostgreSQL, 3 workers,
+    nginx). A conversation through the proxy outlives the worker that held it."""
+    tmp_path = Path(tempfile.mkdtemp(prefix="vw-run-local-"))
+    os.chmod(tmp_path, 0o755)  # PostgreSQL's user must reach its directory inside
+    base = free_port_block(100)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "VW_STATE": str(tmp_path / "state"),
+        "VW_PORT": str(base + 99),
+        "VW_BASE_PORT": str(base),
+        "VOICEWIRE_PROFILE": "zero",
+    }
+    script = Path(__file__).parent.parent / "deploy" / "run-local.sh"
+    run = functools.partial(subprocess.run, env=env, check=True)
+    await asyncio.to_thread(run, [str(script), "start"], timeout=600)
+    try:
+        url = f"ws://127.0.0.1:{base + 99}/ws/multimodal"
+        client = await Client.connect(url)
+        assert (await client.ask("my name is Ada")).status == "completed"
+        async with httpx.AsyncClient() as http:
+            holding = [
+                i
+                for i in range(3)
+                if (await http.get(f"http://127.0.0.1:{base + i}/health")).json()["sessions"][
+                    "connected"
+                ]
+            ]
+        assert len(holding) == 1
+        pid = int((tmp_path / "state" / f"worker-{holding[0]}.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        await client.ws.wait_closed()
+        query = f"?session_id={client.session_id}&resume_token={client.init.resume_token}"
+        again = await Client.connect(url + query)
+        assert again.init.resumed
+        second = await again.ask("what is my name?")
+        assert second.status == "completed"
+        await again.close()
+        # the ledger of every worker, in the one PostgreSQL
+        ledger = Ledger(f"postgresql://voicewire@127.0.0.1:{base + 91}/voicewire")
+        uids = {e.utterance_id for e in ledger.entries(session_id=client.session_id)}
+        ledger.close()
+        assert {second.utterance_id} <= uids and len(uids) == 2
+    finally:
+        await asyncio.to_thread(run, [str(script), "stop"], timeout=120)
