@@ -209,6 +209,9 @@ class Settings(BaseSettings):
     idle_timeout_s: float = Field(default=300.0, gt=0)
     session_ttl_s: float = Field(default=600.0, ge=0)
     max_queued_utterances: int = Field(default=8, ge=1, le=1000)
+    # OpenTelemetry traces of every utterance (tracing.py), sent where OTEL_EXPORTER_OTLP_*
+    # say (default http://localhost:4318).
+    otel: bool = False
     # Server processes sharing the port (voicewire serve --workers N).
     workers: int = Field(default=1, ge=1, le=256)
     # Several workers (docs/deploy.md): sessions kept in Redis, so a client resumes on any

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from voicewire import tracing
 from voicewire.logs import current_utterance
 from voicewire.pipeline.chunker import SentenceChunker, speakable
 from voicewire.protocol import (
@@ -177,9 +178,26 @@ class Turn:
         self._reply_chars = 0
         self._chunks = 0  # audio chunks sent
         self._samples_out = 0  # audio samples sent: the reply timeline's clock
+        self.marks = tracing.Marks() if tracing.enabled() else None  # for its trace
 
     async def run(self) -> str:
         """Run the turn; return its final status. Cancellation propagates to every sub-task."""
+        if self.marks is None:
+            return await self._run()
+        status = "cancelled"
+        try:
+            status = await self._run()
+            return status
+        finally:
+            attrs = {
+                "voicewire.session_id": self.session.id,
+                "voicewire.utterance_id": self.uid,
+                "voicewire.status": status,
+                "voicewire.ttfa_ms": self.timings.ttfa_ms,
+            }
+            tracing.export(self.marks, self.req.input_end, attrs)
+
+    async def _run(self) -> str:
         record = self.req.record
         current_utterance.set(record.id)  # log lines of this task and its children name it
         record.status = "running"
@@ -254,6 +272,9 @@ class Turn:
             await self._fail(ErrorCode.STT_FAILED, "stt", _reason(exc))
             return None
         self.timings.stt_ms = _ms(start)
+        if self.marks is not None:
+            provider = transcript.provider or self.p.stt.name
+            self.marks.add("stt", start, provider=provider, audio_ms=audio_ms)
         for fallback in transcript.fallbacks:
             await self._fell_back(fallback)
         self.usage.add("stt", transcript.provider or self.p.stt.name, transcript.usage)
@@ -301,7 +322,13 @@ class Turn:
                 self._step_text = step_text
                 offer = specs if _round < self.cfg.max_tool_rounds else []
                 stream = self.p.llm.stream([*history, *self._messages], offer)
+                step_start = time.perf_counter()
                 calls = await self._step(stream, start, chunker, step_text)
+                if self.marks is not None:
+                    self.marks.add(
+                        "llm", step_start, provider=self.p.llm.name, round=_round,
+                        tool_calls=len(calls),
+                    )  # fmt: skip
                 reply += step_text
                 streamed = True
                 if calls and not offer:  # no tools were offered: a call now is not honoured
@@ -316,6 +343,8 @@ class Turn:
                 if any(c.name in theirs for c in calls):
                     break  # the client runs those: the reply goes on when it sends results
         except Exception as exc:  # the LLM failed: keep what was said, report the rest
+            if self.marks is not None:
+                self.marks.add("llm", start, provider=self.p.llm.name, error=_reason(exc))
             self.status = "failed"
             await self._fail(ErrorCode.LLM_FAILED, "llm", _reason(exc))
             if not streamed:
@@ -432,6 +461,8 @@ class Turn:
             error = str(exc)
         except Exception as exc:  # a broken tool is that call's error, never the turn's
             error = _reason(exc)
+        if self.marks is not None:
+            self.marks.add("tool", start, **{"tool.name": call.name, "error": error})
         await self.out.send(
             ToolCallComplete(
                 utterance_id=self.uid,
@@ -562,6 +593,10 @@ class Turn:
             self.timings.ttfa_ms = _ms(self.req.input_end)
             if self._first_sentence_at is not None:
                 self.timings.tts_ttfb_ms = _ms(self._first_sentence_at)
+                if self.marks is not None:
+                    self.marks.add(
+                        "tts.first_byte", self._first_sentence_at, provider=self.p.tts.name
+                    )
         self._chunks += 1
         self._samples_out += samples
 

@@ -19,7 +19,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from voicewire import __version__
+from voicewire import __version__, tracing
 from voicewire.config import Settings
 from voicewire.conversation import ConversationConfig, Deps
 from voicewire.pipeline.turn import Tools
@@ -60,6 +60,8 @@ def create_app(
     if providers is None:
         validate(settings)  # a bad provider name fails now, not at the first turn
     runtime = Runtime(settings, providers, tools)
+    if settings.otel:
+        tracing.enable()
     auth = Authenticator(
         Keyring(settings.api_keys.get_secret_value() if settings.api_keys else None),
         Tokens(settings.token_secret.get_secret_value() if settings.token_secret else None),
