@@ -6,6 +6,7 @@ import asyncio
 import functools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -155,6 +156,17 @@ def workers_of(service: Worker) -> list[psutil.Process]:
     return [c for c in children if "resource_tracker" not in " ".join(c.cmdline())]
 
 
+async def until_cluster(service: Worker, workers: int) -> dict[str, int]:
+    """Until a worker's /metrics counts ``workers`` in the cluster (they post every sweep)."""
+    async with httpx.AsyncClient(base_url=service.base) as http:
+        for _ in range(100):
+            cluster = (await http.get("/metrics")).json()["cluster"]
+            if cluster and cluster["workers"] == workers:
+                return dict(cluster)
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"the cluster never counted {workers} workers: {cluster}")
+
+
 def serves(worker: psutil.Process, client: Client) -> bool:
     """Whether this worker holds the client's connection."""
     port = client.ws.local_address[1]
@@ -166,11 +178,20 @@ async def test_workers_share_a_port_survive_a_crash_and_drain_together(
 ) -> None:
     """``voicewire serve --workers 2``: a worker killed by the kernel is replaced and its
     conversation resumes on the port; SIGTERM drains every worker and exits 0."""
-    env = {"VOICEWIRE_PROFILE": "zero", "VOICEWIRE_REDIS_URL": redis_server.url}
+    env = {
+        "VOICEWIRE_PROFILE": "zero",
+        "VOICEWIRE_REDIS_URL": redis_server.url,
+        "VOICEWIRE_IDLE_TIMEOUT_S": "2",  # a sweep (and a post to Redis) every 0.5 s
+    }
     service = Worker.start(env, ("--workers", "2"), ready=2)
     try:
         children = workers_of(service)
         assert len(children) == 2
+        cluster = await until_cluster(service, workers=2)
+        async with httpx.AsyncClient(base_url=service.base) as http:
+            series = (await http.get("/metrics/prometheus")).text
+        assert re.search(r'^voicewire_cluster_workers\{worker="[^"]+:\d+"\} 2\.0$', series, re.M)
+        assert cluster["sessions_connected"] == 0
         client = await Client.connect(service.ws_url)
         assert (await client.ask("remember the number 42")).status == "completed"
         victim = next(c for c in children if serves(c, client))

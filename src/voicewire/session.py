@@ -299,6 +299,13 @@ class SessionStore:
     def refresh(self) -> None:
         """Keep the connected sessions' saved state from expiring."""
 
+    async def publish(
+        self, worker: str, stats: dict[str, Any], stale_s: float
+    ) -> dict[str, Any] | None:
+        """Post this worker's figures where every worker sees them; the totals over the
+        workers heard from within ``stale_s`` (None: this process is alone)."""
+        return None
+
     async def aclose(self) -> None:
         pass
 

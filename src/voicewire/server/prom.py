@@ -1,7 +1,9 @@
 """Prometheus view of the runtime: counters and gauges read from live state at scrape time.
 
 Stage-latency histograms are observed as turns end (``metrics.TurnMetrics``); everything else is
-derived here when Prometheus scrapes, so the hot path pays nothing for it.
+derived here when Prometheus scrapes, so the hot path pays nothing for it. Every series carries
+a ``worker`` label (host:pid): behind one port (``--workers N``) a scrape reaches one worker,
+so the ``voicewire_cluster_*`` gauges (from Redis, as of the last sweep) give the totals.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.samples import Sample
 
 if TYPE_CHECKING:
     from voicewire.server.runtime import Runtime
@@ -60,6 +63,17 @@ class RuntimeCollector(Collector):
         yield GaugeMetricFamily(
             "voicewire_model_queue", "Model calls waiting or running", value=rt.runner.pending
         )
+        if rt.cluster is not None:
+            yield GaugeMetricFamily(
+                "voicewire_cluster_workers",
+                "Workers sharing this Redis",
+                value=rt.cluster["workers"],
+            )
+            yield GaugeMetricFamily(
+                "voicewire_cluster_sessions_connected",
+                "Connected sessions over every worker",
+                value=rt.cluster["sessions_connected"],
+            )
         if rt.monitor.samples:
             s = rt.monitor.samples[-1]
             yield CounterMetricFamily(
@@ -84,3 +98,28 @@ def _counts(name: str, doc: str, labels: list[str], counter: Mapping[Any, int]) 
     for key, n in counter.items():
         family.add_metric(list(key) if isinstance(key, tuple) else [key], n)
     return family
+
+
+class WorkerLabelled(Collector):
+    """``registry``'s series with a ``worker`` label added to each sample."""
+
+    def __init__(self, registry: CollectorRegistry, worker: str) -> None:
+        self.registry = registry
+        self.worker = worker
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            labelled = Metric(family.name, family.documentation, family.type, family.unit)
+            labelled.samples = [
+                Sample(
+                    s.name, {**s.labels, "worker": self.worker}, s.value, s.timestamp, s.exemplar
+                )
+                for s in family.samples
+            ]
+            yield labelled
+
+
+def exposition_registry(registry: CollectorRegistry, worker: str) -> CollectorRegistry:
+    out = CollectorRegistry(auto_describe=False)
+    out.register(WorkerLabelled(registry, worker))
+    return out

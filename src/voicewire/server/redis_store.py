@@ -19,6 +19,7 @@ works again once it is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -34,6 +35,7 @@ from voicewire.session import MAX_CHARTS, Session, SessionStore
 
 log = logging.getLogger(__name__)
 
+WORKERS = "vw:workers"  # hash: worker -> its figures as of its last sweep
 TIMEOUT_S = 1.0  # one Redis call; a turn never waits longer than this on the store
 RETRY_S = 5.0  # while Redis is down, how often a write tries again
 
@@ -183,6 +185,34 @@ class RedisSessions(SessionStore):
                     await pipe.execute()
         except REDIS_ERRORS as exc:
             self.outage.failed(exc)
+
+    async def publish(
+        self, worker: str, stats: dict[str, Any], stale_s: float
+    ) -> dict[str, Any] | None:
+        now = time.time()
+        try:
+            async with asyncio.timeout(TIMEOUT_S):
+                await self.client.hset(WORKERS, worker, json.dumps({**stats, "at": now}))
+                posted = await self.client.hgetall(WORKERS)
+        except REDIS_ERRORS as exc:
+            self.outage.failed(exc)
+            return None
+        fresh, gone = [], []
+        for name, raw in posted.items():
+            figures = json.loads(raw)
+            age = now - figures["at"]
+            if age <= stale_s:
+                fresh.append(figures)
+            elif age > 10 * stale_s:  # a worker long gone: forget it
+                gone.append(name)
+        if gone:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.client.hdel(WORKERS, *gone)
+        return {
+            "workers": len(fresh),
+            "sessions_connected": sum(f["sessions_connected"] for f in fresh),
+            "turns": sum(f["turns"] for f in fresh),
+        }
 
     # ------------------------------------------------------------------ reads
 

@@ -19,6 +19,7 @@ from voicewire.costs.prices import money
 from voicewire.protocol import INPUT_SAMPLE_RATE, PROTOCOL_VERSION
 from voicewire.providers.base import ProviderError
 from voicewire.providers.runner import model_owner
+from voicewire.server.prom import exposition_registry
 from voicewire.server.runtime import Runtime
 from voicewire.session import Session
 
@@ -106,6 +107,9 @@ async def metrics(request: Request) -> dict[str, Any]:
     cost = sum(totals.values(), Decimal(0))
     resources = rt.monitor.snapshot()
     return {
+        "worker": rt.worker,
+        # every worker sharing the Redis, as of the last sweep (None: one worker, no Redis)
+        "cluster": rt.cluster,
         "sessions": {"connected": rt.store.connected(), "known": len(rt.store)},
         "active_utterances": sum(1 for c in rt.connections.values() if c.busy()),
         "model_queue": rt.runner.pending,
@@ -147,7 +151,8 @@ async def metrics(request: Request) -> dict[str, Any]:
 async def prometheus(request: Request) -> Response:
     """The same figures in the Prometheus text format."""
     rt = _rt(request)
-    return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    labelled = exposition_registry(rt.metrics.registry, rt.worker)
+    return Response(generate_latest(labelled), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/session/{session_id}", responses=_errors(404))

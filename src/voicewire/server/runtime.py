@@ -92,6 +92,7 @@ class Runtime:
         self.quotas = Quotas(lambda key: KeyLimits())  # per-key limits, set by create_app
         self.leases: dict[str, str] = {}  # open connections counted against a key: id -> key
         self.worker = f"{socket.gethostname()}:{os.getpid()}"  # this process, in a cluster
+        self.cluster: dict[str, Any] | None = None  # every worker's totals, via Redis
 
     def require_providers(self) -> Providers:
         if self.providers is None:
@@ -226,6 +227,11 @@ class Runtime:
             self.store.expire(now, s.session_ttl_s)
             self.store.refresh()
             self.quotas.heartbeat(self.leases)
+            mine = {
+                "sessions_connected": self.store.connected(),
+                "turns": sum(self.metrics.turns.values()),
+            }
+            self.cluster = await self.store.publish(self.worker, mine, 3 * interval)
 
     def superseded(self, session_id: str) -> None:
         """The session was resumed through another worker: this copy's connection is stale."""
