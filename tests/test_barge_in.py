@@ -8,6 +8,7 @@ a loudspeaker and a microphone in real time (the echo test).
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -90,7 +91,9 @@ async def test_speech_over_the_reply_interrupts_it_and_becomes_the_next_turn(
         metrics = (await http.get(f"{srv.base}/metrics")).json()
         prom = (await http.get(f"{srv.base}/metrics/prometheus")).text
     assert metrics["interruptions"] == {"speech": 1}
-    assert 'voicewire_interruptions_total{reason="speech"} 1.0' in prom
+    assert re.search(
+        r'^voicewire_interruptions_total\{reason="speech",worker="[^"]+"\} 1\.0$', prom, re.M
+    )
     assert of(frames, "cost_update", uid) and metrics["turns"]["interrupted"] == 1
     # the speech is the next turn, answered (all of it, even a first word too short to
     # interrupt on its own)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal
@@ -243,9 +244,8 @@ async def test_429_asking_too_long_a_wait_falls_back_at_once(voice: Make, cloud:
         metrics = (await http.get("/metrics")).json()
         prom = (await http.get("/metrics/prometheus")).text
     assert metrics["fallbacks"] == [{"stage": "llm", "failed": "openai:gpt-4o-mini", "count": 1}]
-    assert (
-        'voicewire_provider_fallbacks_total{provider="openai:gpt-4o-mini",stage="llm"} 1.0' in prom
-    )
+    series = r'^voicewire_provider_fallbacks_total\{provider="openai:gpt-4o-mini",stage="llm",'
+    assert re.search(series + r'worker="[^"]+"\} 1\.0$', prom, re.M)
 
 
 async def test_quota_429_is_not_retried(voice: Make, cloud: FakeCloud) -> None:

@@ -4,6 +4,7 @@ session, and Redis going away degrades sessions to memory without failing a turn
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 from collections.abc import Iterator
@@ -244,3 +245,25 @@ async def test_the_store_keeps_the_newest_charts_once_each(redis_server: RedisSe
     assert figures == [*range(6, MAX_CHARTS + 5), "last"]
     await a.aclose()
     await b.aclose()
+
+
+async def test_a_chart_made_while_a_save_is_under_way_is_saved_next_time(
+    redis_server: RedisServer,
+) -> None:
+    """A save writes the charts it saw; one added while it waited on Redis goes out with the
+    next save (it was once counted as written: a resumed session had lost its chart)."""
+    from voicewire.server.redis_store import RedisSessions
+    from voicewire.session import Session
+
+    store = RedisSessions(redis_server.url, 60)
+    session = Session("server_vad", 300, 10)
+    session.new_resume_token()
+    store.add(session)
+    saving = asyncio.create_task(store.save(session))
+    await asyncio.sleep(0)  # the save has taken what to write and waits on Redis
+    session.add_visualization("u", "c1", {"made": "meanwhile"})
+    await saving
+    await store.save(session)
+    loaded = await RedisSessions(redis_server.url, 60).load(session.id)
+    assert loaded is not None and [c["figure"] for c in loaded.charts] == [{"made": "meanwhile"}]
+    await store.aclose()

@@ -6,6 +6,7 @@ this is where speculative transcription is checked.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import httpx
@@ -142,7 +143,9 @@ async def test_a_pause_after_unfinished_words_does_not_end_the_turn(
     async with httpx.AsyncClient(base_url=srv.base) as http:
         assert (await http.get("/metrics")).json()["turn_waits"] == {"punctuation": 1}
         prom = (await http.get("/metrics/prometheus")).text
-    assert 'voicewire_turn_waits_total{reason="punctuation"} 1.0' in prom
+    assert re.search(
+        r'^voicewire_turn_waits_total\{reason="punctuation",worker="[^"]+"\} 1\.0$', prom, re.M
+    )
 
 
 async def test_with_a_fixed_silence_the_same_pause_ends_the_turn(

@@ -309,6 +309,9 @@ class SessionStore:
     async def aclose(self) -> None:
         pass
 
+    def stats(self) -> dict[str, Any]:
+        return {"backend": "memory"}
+
     async def resume(self, session_id: str, token: str, owner: str | None) -> Session | None:
         """The session to continue, if ``token`` is its resume token and ``owner`` the key
         that opened it; else None (the caller starts a new one: never someone else's)."""

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
 from voicewire.bench.stats import LevelStats, TurnSample
@@ -46,13 +47,33 @@ class LevelConfig:
     api_key: str | None = None  # sent as Authorization: Bearer when the server has keys
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (``voicewire serve --workers N``: the supervisor and
+    its workers), so CPU and memory count the whole server."""
+    try:
+        return [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        return [pid]
+
+
 def proc_cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+    total = 0.0
+    for one in _tree(pid):
+        try:
+            with open(f"/proc/{one}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # a worker that exited meanwhile
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+    return total
 
 
 def proc_rss_kb(pid: int) -> int | None:
+    found = [kb for one in _tree(pid) if (kb := _rss_kb(one)) is not None]
+    return sum(found) if found else None
+
+
+def _rss_kb(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:

@@ -159,7 +159,7 @@ class RedisSessions(SessionStore):
             self.outage.ok()
             self.writes += 1
             self.write_s += time.perf_counter() - started
-            self._charts_saved[session.id] = session.charts_added
+            self._charts_saved[session.id] = total  # not charts_added: one may have come since
             if not kept:
                 log.warning("session %s was resumed on another connection", session.id)
                 self.on_superseded(session.id)

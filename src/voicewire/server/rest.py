@@ -111,6 +111,7 @@ async def metrics(request: Request) -> dict[str, Any]:
         # every worker sharing the Redis, as of the last sweep (None: one worker, no Redis)
         "cluster": rt.cluster,
         "sessions": {"connected": rt.store.connected(), "known": len(rt.store)},
+        "store": rt.store.stats(),  # Redis: writes and their average time
         "active_utterances": sum(1 for c in rt.connections.values() if c.busy()),
         "model_queue": rt.runner.pending,
         "turns": snap["turns"],
