@@ -78,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, Any] = {"levels": args.levels, "duration_s": args.duration}
 
-    one = Worker.start({"VOICEWIRE_PROFILE": "realistic", "VOICEWIRE_LOG_LEVEL": "warning"})
+    one = Worker.start({"VOICEWIRE_PROFILE": "realistic"})
     try:
         raw = bench(
             one, args.levels, args.duration, args.out.with_name(args.out.stem + "-one.json")
@@ -90,7 +90,6 @@ def main() -> None:
     redis, pg = RedisServer.start(), PostgresServer.start()
     env = {
         "VOICEWIRE_PROFILE": "realistic",
-        "VOICEWIRE_LOG_LEVEL": "warning",
         "VOICEWIRE_REDIS_URL": redis.url,
         "VOICEWIRE_LEDGER_URL": pg.url,
         "VOICEWIRE_DATA_DIR": tempfile.mkdtemp(prefix="vw-scale-"),
