@@ -232,8 +232,8 @@ async def test_run_local_serves_conversations_through_nginx() -> None:
     }
     script = Path(__file__).parent.parent / "deploy" / "run-local.sh"
     run = functools.partial(subprocess.run, env=env, check=True)
-    await asyncio.to_thread(run, [str(script), "start"], timeout=600)
     try:
+        await asyncio.to_thread(run, [str(script), "start"], timeout=600)
         url = f"ws://127.0.0.1:{base + 99}/ws/multimodal"
         client = await Client.connect(url)
         assert (await client.ask("my name is Ada")).status == "completed"

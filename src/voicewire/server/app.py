@@ -148,7 +148,7 @@ def create_app(
         if not await _admitted(ws, settings, runtime):
             return
         session = None
-        if session_id and resume_token:
+        if session_id and resume_token and len(session_id) <= 64 and len(resume_token) <= 128:
             session = await runtime.store.resume(session_id, resume_token, _owner(ws))
             if session is None:
                 log.info("resume of %s refused: a new session instead", session_id[:40])
