@@ -396,7 +396,11 @@ async def test_talking_over_the_agent_stops_it_in_the_page(
             assert any(r["uid"] == uid and not r["done"] for r in reports), reports
             users = "[...document.querySelectorAll('.turn .user')]"
             asked = users + ".some(e => /date/i.test(e.textContent))"
-            await page.wait_for_function(asked, timeout=WAIT_MS)  # the user's words are answered
+            try:
+                await page.wait_for_function(asked, timeout=WAIT_MS)  # the user's words answered
+            except Exception as exc:  # say what the page heard instead
+                heard = await page.evaluate(users + ".map(e => e.textContent)")
+                raise AssertionError(f"the talk-over was not heard as asked: {heard}") from exc
             assert "interrupted" in await first.inner_text()
         finally:
             await b.close()
