@@ -26,28 +26,32 @@ from pathlib import Path
 
 from tests.engines import Worker
 
-# (bucket, pattern over "file:function" of one frame), innermost concern first
+# (bucket, pattern over "file:Class.function" of one frame), innermost concern first
 RULES: list[tuple[str, str]] = [
     (
         "idle: waiting for events",
-        r"selectors\.py|epoll|uvloop.*run_forever|SimpleQueue\.get|"
-        r"threading\.py:wait|queue\.py:get",
+        r"selectors\.py|epoll|run_forever|SimpleQueue\.get|"
+        r"threading\.py:.*wait|queue\.py:.*get|^thread \(",
     ),
     ("ledger: SQLite writes (its thread)", r"costs/ledger\.py|sqlite3"),
     ("resource monitor", r"voicewire/monitor\.py|psutil"),
     (
-        "frames: encode (pydantic, JSON)",
-        r"protocol\.py:(to_json|encode_audio_frame)|"
+        "frames: encode to JSON/bytes",
+        r"protocol\.py:.*(to_json|encode_audio_frame)|"
         r"pydantic.*(dump|serial)|json/encoder",
     ),
+    ("frames: build (pydantic models)", r"pydantic/main\.py|pydantic/_internal|protocol\.py"),
     (
-        "socket: WebSocket send/receive (uvicorn, websockets)",
-        r"uvicorn/protocols/websockets|"
-        r"websockets/|starlette/websockets|transport.*write|_SelectorSocketTransport",
+        "socket: WebSocket send/receive (uvicorn, websockets, starlette)",
+        r"uvicorn/protocols/websockets|websockets/|starlette/|transport",
+    ),
+    (
+        "frames: send path (seq/ts stamp, lock, back-pressure)",
+        r"server/connection\.py:.*send|backpressure\.py|realtime/events\.py",
     ),
     (
         "client frames: parse and validate",
-        r"server/connection\.py:_on_text|"
+        r"server/connection\.py:.*_on_text|"
         r"pydantic.*validate|json/decoder",
     ),
     ("costs: pricing and cost_update", r"costs/(accounting|prices)\.py"),
@@ -56,10 +60,10 @@ RULES: list[tuple[str, str]] = [
     ("reply: sentences (chunker)", r"pipeline/chunker\.py"),
     (
         "reply: TTS stage, audio chunking and pacing",
-        r"pipeline/turn\.py:(_speak|_play)|"
-        r"conversation/core\.py:send_audio|replies\.py",
+        r"pipeline/turn\.py:.*(_speak|_play)|"
+        r"conversation/core\.py:.*send_audio|replies\.py",
     ),
-    ("reply: LLM stage (token streaming)", r"pipeline/turn\.py:(_think|_step)|simulated\.py"),
+    ("reply: LLM stage (token streaming)", r"pipeline/turn\.py:.*(_think|_step)|simulated\.py"),
     ("conversation core (queue, turn start, report)", r"conversation/|pipeline/turn\.py"),
     ("asyncio machinery (tasks, callbacks, timers)", r"asyncio/|uvloop"),
 ]
@@ -74,6 +78,14 @@ def bucket(stack: list[str]) -> str:
     return "other"
 
 
+def _frame(text: str) -> str:
+    """py-spy's "Class.function (path/file.py:123)" as "path/file.py:Class.function"."""
+    function, sep, where = text.rpartition(" (")
+    if not sep:
+        return text
+    return where.rstrip(")").rsplit(":", 1)[0] + ":" + function
+
+
 def parse_raw(text: str) -> Counter[str]:
     """py-spy's raw (collapsed) output: "thread;frame;frame;... count" per line."""
     counts: Counter[str] = Counter()
@@ -81,8 +93,7 @@ def parse_raw(text: str) -> Counter[str]:
         stack, _, n = line.rpartition(" ")
         if not stack or not n.isdigit():
             continue
-        frames = [f.split(" (")[1].rstrip(")") + ":" + f.split(" (")[0] if " (" in f else f
-                  for f in stack.split(";")]  # fmt: skip
+        frames = [_frame(f) for f in stack.split(";")]
         counts[bucket(frames)] += int(n)
     return counts
 
@@ -91,11 +102,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=40.0)
+    parser.add_argument("--audio-lead-ms", type=int, default=0)
+    parser.add_argument("--raw", type=Path, help="keep py-spy's raw profile here")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    server = Worker.start({"VOICEWIRE_PROFILE": "zero", "VOICEWIRE_LOG_LEVEL": "info"})
-    raw = Path(tempfile.mkdtemp()) / "profile.txt"
+    # unpaced audio (as the W1 comparisons with Pipecat ran): pacing adds a timer per chunk
+    env = {"VOICEWIRE_PROFILE": "zero", "VOICEWIRE_AUDIO_LEAD_MS": str(args.audio_lead_ms)}
+    server = Worker.start(env)
+    raw = args.raw or Path(tempfile.mkdtemp()) / "profile.txt"
     bench_out = args.out.with_name(args.out.stem + "-bench.json")
     try:
         record = subprocess.Popen(
@@ -124,6 +139,7 @@ def main() -> None:
     ]
     result = {
         "sessions": args.sessions,
+        "audio_lead_ms": args.audio_lead_ms,
         "turns": level["turns"],
         "server_cpu_ms_per_turn": per_turn,
         "busy_samples": total,
