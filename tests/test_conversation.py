@@ -252,3 +252,23 @@ async def test_a_reply_does_not_wait_for_the_bill_of_the_input_before_it() -> No
     ledger_free.set()
     await h.until("utterance_complete", 2)
     await h.conv.aclose()
+
+
+@pytest.mark.parametrize("window_ms", [0, 30])
+async def test_tokens_that_come_together_share_a_frame_in_order(window_ms: int) -> None:
+    """A model streaming faster than the window: its deltas share frames (the first goes at
+    once), nothing is lost or reordered, and no token frame follows a later frame."""
+    words = " ".join(f"w{i}" for i in range(40)) + "."
+    h = Harness(FakeLLM([FakeLLMStep(words, token_s=0.002)]), token_window_ms=window_ms)
+    await h.conv.user_text("go", None)
+    await h.until("utterance_complete")
+    tokens = h.out.of("llm_streaming")
+    assert "".join(f.delta for f in tokens) == h.out.of("llm_complete")[0].text  # type: ignore[attr-defined]
+    if window_ms:
+        assert 2 <= len(tokens) <= 20  # 40 tokens in ~80 ms: a few frames, not one each
+        assert tokens[0].delta == "w0 "  # type: ignore[attr-defined]  # the first at once
+    else:
+        assert len(tokens) == 40  # one per token
+    kinds = [f.type for f in h.out.frames]
+    assert kinds.index("llm_complete") > max(i for i, k in enumerate(kinds) if k == "llm_streaming")
+    await h.conv.aclose()

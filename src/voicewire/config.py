@@ -203,6 +203,9 @@ class Settings(BaseSettings):
     # Reply audio is sent at most this far ahead of the client's playout (0: as fast as it is
     # made), so an interruption wastes little synthesis and the client has little to flush.
     audio_lead_ms: int = Field(default=1500, ge=0, le=600_000)
+    # LLM token deltas this close together go out in one frame (the first at once); 0: one
+    # frame per delta. Fewer frames, less CPU per turn (docs/performance.md).
+    token_window_ms: int = Field(default=30, ge=0, le=1000)
 
     # Sessions.
     history_turns: int = Field(default=10, ge=0, le=1000)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from voicewire.conversation.barge_in import BargeIn
+from voicewire.conversation.coalesce import TokenCoalescer
 from voicewire.conversation.replies import Replies
 from voicewire.conversation.speculation import Speculation
 from voicewire.conversation.tasks import TaskSet
@@ -39,6 +40,7 @@ from voicewire.protocol import (
     CostUpdate,
     Error,
     ErrorCode,
+    LlmStreaming,
     MetricsUpdate,
     ProviderFallback,
     RateLimits,
@@ -76,6 +78,7 @@ class ConversationConfig:
     audio_lead_ms: int = 1500  # 0: send audio as fast as it is made
     echo_energy_floor: float = 600.0  # the VAD's floor while the agent's audio plays
     echo_level_ratio: float = 0.15  # ... or this share of the agent's own level, if higher
+    token_window_ms: int = 30  # token deltas this close together share a frame (0: each alone)
 
 
 @dataclass(slots=True)
@@ -131,6 +134,9 @@ class Conversation(BargeIn):
         )
         self._took_floor = False  # the speech being collected interrupted a reply
         self._held_back: tuple[bytes, float] | None = None  # speech too short to interrupt
+        self._tokens = TokenCoalescer(
+            self.out.send, self.tasks, self.cfg.token_window_ms / 1000
+        )  # after self.tasks
         self._apply(session.settings)  # a resumed session keeps what the client set
 
     def _apply(self, settings: dict[str, Any]) -> None:
@@ -141,6 +147,10 @@ class Conversation(BargeIn):
     # ------------------------------------------------------------------ events out
 
     async def send(self, frame: ServerFrame) -> None:
+        if isinstance(frame, LlmStreaming) and self._tokens.window_s > 0:
+            await self._tokens.add(frame)
+            return
+        await self._tokens.flush()  # tokens waiting go first: frame order never changes
         if isinstance(frame, Error):
             self.deps.count("errors", frame.code.value)
         elif isinstance(frame, ProviderFallback):
@@ -161,6 +171,7 @@ class Conversation(BargeIn):
         duration = header.samples * 1000 / header.sample_rate
         level = _rms(pcm) if self._audio is not None else 0.0  # for the echo floor: mics only
         reply.add_audio(header.offset_ms, duration, level, time.perf_counter())
+        await self._tokens.flush()
         await self.out.send_audio(header, pcm)
 
     async def error(

@@ -313,6 +313,7 @@ def conversation_deps(runtime: Runtime) -> Deps:
             audio_lead_ms=s.audio_lead_ms,
             echo_energy_floor=s.echo_energy_floor,
             echo_level_ratio=s.echo_level_ratio,
+            token_window_ms=s.token_window_ms,
         ),
         promote=runtime.runner.promote,
         take_discarded=runtime.runner.take_discarded,
