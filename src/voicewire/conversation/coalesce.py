@@ -60,3 +60,10 @@ class TokenCoalescer:
         if frame is not None:
             self._sent_at = time.monotonic()
             await self._send(frame)
+
+    def close(self) -> None:
+        """The connection is gone: nothing more to send."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._pending = None

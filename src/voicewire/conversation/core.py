@@ -543,6 +543,7 @@ class Conversation(BargeIn):
             _discard(request)
             self.session.unreported.append(request.record.id)
         self._queue.clear()
+        self._tokens.close()
         await self.tasks.aclose()
 
     async def report_unreported(self) -> None:
