@@ -16,7 +16,7 @@ from tests.test_turn import Recorder
 from voicewire.conversation import Conversation, ConversationConfig, Deps
 from voicewire.conversation.replies import ReplyLog, truncate_messages
 from voicewire.pipeline.endpointing import SpeechRun
-from voicewire.pipeline.turn import NoTools, TurnConfig
+from voicewire.pipeline.turn_types import NoTools, TurnConfig
 from voicewire.protocol import CostUpdate
 from voicewire.providers.base import Providers
 from voicewire.providers.fake import FakeLLM, FakeLLMStep, FakeSTT, FakeTTS

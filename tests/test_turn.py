@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import check_invariants
-from voicewire.pipeline.turn import Turn, TurnConfig, TurnRequest
+from voicewire.pipeline.turn import Turn
+from voicewire.pipeline.turn_types import TurnConfig, TurnRequest
 from voicewire.protocol import ServerFrame, TtsChunk
 from voicewire.providers.base import ProviderError, Providers, ToolCallRequest, ToolSpec
 from voicewire.providers.fake import FakeLLM, FakeLLMStep, FakeSTT, FakeTTS

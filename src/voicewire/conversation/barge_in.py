@@ -20,7 +20,7 @@ from voicewire.session import Session
 
 if TYPE_CHECKING:
     from voicewire.conversation.core import ConversationConfig, Deps
-    from voicewire.pipeline.turn import TurnRequest
+    from voicewire.pipeline.turn_types import TurnRequest
 
 
 class BargeIn:

@@ -32,7 +32,8 @@ from voicewire.conversation.speculation import Speculation
 from voicewire.conversation.tasks import TaskSet
 from voicewire.pipeline.audio_input import AudioInput
 from voicewire.pipeline.endpointing import EndpointEvent, EndpointingConfig
-from voicewire.pipeline.turn import Emitter, ReplyOptions, Tools, Turn, TurnConfig, TurnRequest
+from voicewire.pipeline.turn import Turn
+from voicewire.pipeline.turn_types import Emitter, ReplyOptions, Tools, TurnConfig, TurnRequest
 from voicewire.protocol import (
     INPUT_SAMPLE_RATE,
     Ack,

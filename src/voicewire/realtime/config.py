@@ -21,7 +21,7 @@ from openai.types.realtime import (
 from openai.types.realtime.realtime_audio_input_turn_detection import SemanticVad, ServerVad
 from pydantic import BaseModel, ValidationError
 
-from voicewire.pipeline.turn import ReplyOptions
+from voicewire.pipeline.turn_types import ReplyOptions
 from voicewire.providers.base import ToolSpec
 from voicewire.realtime.codec import AudioFormat
 

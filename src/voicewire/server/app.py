@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from voicewire import __version__, tracing
 from voicewire.config import Settings
 from voicewire.conversation import ConversationConfig, Deps
-from voicewire.pipeline.turn import Tools
+from voicewire.pipeline.turn_types import Tools
 from voicewire.protocol import BargeIn, ErrorCode, Limits, RateLimits
 from voicewire.providers import validate
 from voicewire.providers.base import Providers

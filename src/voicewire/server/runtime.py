@@ -21,7 +21,7 @@ from voicewire.costs.prices import PriceTable
 from voicewire.costs.retention import roll_up
 from voicewire.metrics import TurnMetrics
 from voicewire.monitor import ResourceMonitor
-from voicewire.pipeline.turn import Tools, TurnConfig
+from voicewire.pipeline.turn_types import Tools, TurnConfig
 from voicewire.providers import build_providers, endpoint_key, parse
 from voicewire.providers.base import Providers, redact
 from voicewire.providers.runner import ModelRunner
@@ -33,7 +33,8 @@ from voicewire.session import SessionStore
 from voicewire.tools import default_tools, warm_tools
 
 if TYPE_CHECKING:
-    from voicewire.pipeline.turn import Turn, TurnRequest
+    from voicewire.pipeline.turn import Turn
+    from voicewire.pipeline.turn_types import TurnRequest
     from voicewire.protocol import CostUpdate
     from voicewire.realtime.connection import RealtimeConnection
     from voicewire.server.connection import Connection
