@@ -21,6 +21,7 @@ import logging
 import math
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aredis
@@ -91,7 +92,7 @@ class SharedQuotas(Quotas):
             return None
         now = time.time()
         args = [now, limit, connection_id, now + LEASE_S]
-        done = await self._call(self._open, [_keys(key, now)[0]], args)
+        done = await self._call(lambda: self._open(keys=[_keys(key, now)[0]], args=args))
         if done is None:  # Redis is down: this worker's own count
             return await super().acquire_session(key, connection_id)
         return None if done else Refusal(f"this key may hold {limit} sessions at once", 5)
@@ -99,7 +100,7 @@ class SharedQuotas(Quotas):
     async def release_session(self, key: str, connection_id: str) -> None:
         if self.limits_of(key).sessions is None:
             return
-        if await self._call(self.client.zrem, [_keys(key, 0)[0], connection_id]) is None:
+        if await self._call(lambda: self.client.zrem(_keys(key, 0)[0], connection_id)) is None:
             await super().release_session(key, connection_id)
 
     async def admit_turn(self, key: str, audio_s: float) -> Refusal | None:
@@ -117,7 +118,7 @@ class SharedQuotas(Quotas):
             f"{now}:{secrets.token_hex(4)}",
             day_end,
         ]
-        answer = await self._call(self._turn, [turns, audio], args)
+        answer = await self._call(lambda: self._turn(keys=[turns, audio], args=args))
         if answer is None:
             return await super().admit_turn(key, audio_s)
         if int(answer[0]) == 2:
@@ -184,18 +185,13 @@ class SharedQuotas(Quotas):
 
     # ------------------------------------------------------------------ outages
 
-    async def _call(self, fn: Any, keys: list[Any] | None = None, args: list[Any] | None = None):  # type: ignore[no-untyped-def]
-        """``fn``'s answer, or None when Redis failed (then the local count answers)."""
+    async def _call(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """``call()``'s answer, or None when Redis failed (then the local count answers)."""
         if not self.outage.usable():
             return None
         try:
             async with asyncio.timeout(TIMEOUT_S):
-                if keys is None:
-                    answer = await fn()
-                elif args is None:
-                    answer = await fn(*keys)
-                else:
-                    answer = await fn(keys=keys, args=args)
+                answer = await call()
         except REDIS_ERRORS as exc:
             self.outage.failed(exc)
             return None
