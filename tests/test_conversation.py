@@ -10,10 +10,12 @@ import asyncio
 import time
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.test_turn import Recorder
 from voicewire.conversation import Conversation, ConversationConfig, Deps
+from voicewire.conversation.core import _levels
 from voicewire.conversation.replies import ReplyLog, truncate_messages
 from voicewire.pipeline.endpointing import SpeechRun
 from voicewire.pipeline.turn_types import NoTools, TurnConfig
@@ -33,7 +35,7 @@ def reply_log() -> ReplyLog:
     log.add_sentence("The first sentence is here.", 0.0)
     log.add_sentence("The second one has eight words in it.", 1000.0)
     log.add_sentence("A third one ends it.", 2000.0)
-    log.add_audio(0.0, 2600.0, 1000.0, now=0.0)
+    log.add_audio(0.0, 2600.0, [(0.0, 1000.0)], now=0.0)
     return log
 
 
@@ -51,10 +53,23 @@ def test_heard_text_follows_the_playout_position(played: float, heard: str) -> N
     assert reply_log().heard_text(played) == heard
 
 
+def test_a_long_chunk_keeps_the_level_of_its_loud_word() -> None:
+    """Later audio chunks are up to 400 ms: the echo floor must still see a loud word in one,
+    not its average with the pauses around it."""
+    rate = 16_000
+    quiet, loud = b"\x00\x00" * (3 * rate // 10), np.full(rate // 10, 8000, "<i2").tobytes()
+    levels = _levels(quiet + loud, rate, offset_ms=1000.0)
+    assert [at for at, _ in levels] == [1000.0, 1100.0, 1200.0, 1300.0]
+    assert levels[-1][1] == pytest.approx(8000.0) and levels[0][1] == 0.0
+    log = ReplyLog()
+    log.add_audio(1000.0, 400.0, levels, now=0.0)
+    assert log.level_near(1000.0, before_ms=0, after_ms=350) == pytest.approx(8000.0)
+
+
 def test_sentences_without_audio_count_once_the_reply_reaches_them() -> None:
     log = ReplyLog()
     log.add_sentence("Spoken.", 0.0)
-    log.add_audio(0.0, 500.0, 1000.0, now=0.0)
+    log.add_audio(0.0, 500.0, [(0.0, 1000.0)], now=0.0)
     log.add_sentence("Shown as text after the TTS failed.", None)
     assert log.heard_text(600.0) == "Spoken. Shown as text after the TTS failed."
     assert log.heard_text(0.0) == ""
@@ -272,3 +287,21 @@ async def test_tokens_that_come_together_share_a_frame_in_order(window_ms: int) 
     kinds = [f.type for f in h.out.frames]
     assert kinds.index("llm_complete") > max(i for i, k in enumerate(kinds) if k == "llm_streaming")
     await h.conv.aclose()
+
+
+async def test_token_frames_off_is_kept_with_the_session() -> None:
+    """A client that shows no tokens says so once; a conversation resumed from the session
+    (another connection, another worker) keeps it."""
+    h = Harness(FakeLLM([FakeLLMStep("One two three."), FakeLLMStep("Four five six.")]))
+    await h.conv.update(None, token_frames=False)
+    await h.conv.user_text("go", None)
+    await h.until("utterance_complete")
+    assert not h.out.of("llm_streaming") and h.out.of("llm_complete")
+    await h.conv.aclose()
+    again = Conversation(h.session, h.deps, h.out)
+    await again.user_text("more", None)
+    await h.until("utterance_complete", 2)
+    assert not h.out.of("llm_streaming")
+    with pytest.raises(TypeError):
+        await again.update(None, token_frame=False)  # a misspelt setting is a bug, not ignored
+    await again.aclose()

@@ -59,6 +59,21 @@ async def test_text_turn_streams_every_stage_in_order(fake_server: Make) -> None
     await client.close()
 
 
+async def test_a_client_that_shows_no_tokens_turns_token_frames_off(fake_server: Make) -> None:
+    srv = fake_server()
+    client = await Client.connect(srv.ws_url)
+    await client.send_json({"type": "session_update", "token_frames": False, "ref": "t"})
+    assert (await client.expect("ack")).ref == "t"  # type: ignore[attr-defined]
+    quiet = await client.ask("hello")
+    assert quiet.status == "completed" and not quiet.of_type("llm_streaming")
+    reply = quiet.first("llm_complete").text  # type: ignore[union-attr]
+    assert reply and " ".join(t.text for t in quiet.of_type("assistant_text")) == reply  # type: ignore[attr-defined]
+    await client.send_json({"type": "session_update", "token_frames": True})
+    await client.expect("ack")
+    assert (await client.ask("hello")).of_type("llm_streaming")
+    await client.close()
+
+
 async def test_utterances_of_a_session_run_strictly_in_order(
     fake_server: Make, fakes: Fakes
 ) -> None:

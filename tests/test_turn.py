@@ -51,6 +51,7 @@ def make_turn(
     audio: bytes | None = None,
     tools: Any = None,
     session: Session | None = None,
+    cfg: TurnConfig | None = None,
 ) -> tuple[Turn, Recorder, Session]:
     rec = Recorder()
     session = session or Session("manual", 300, 10)
@@ -61,7 +62,7 @@ def make_turn(
         audio=audio,
     )
     providers = Providers(stt=stt or FakeSTT(["hi"]), llm=llm, tts=tts or FakeTTS())
-    turn = Turn(request, session, providers, rec, TurnConfig(tts_chunk_ms=20), tools)
+    turn = Turn(request, session, providers, rec, cfg or TurnConfig(tts_chunk_ms=20), tools)
     return turn, rec, session
 
 
@@ -113,6 +114,21 @@ async def test_frames_are_ordered_and_audio_is_placed_on_the_timeline() -> None:
     assert session.messages()[-1] == {"role": "assistant", "content": "One two. Three four five!"}
     t = turn.timings
     assert t.ttfa_ms is not None and t.tts_ttfb_ms is not None and t.llm_ttft_ms is not None
+
+
+async def test_audio_chunks_grow_after_a_small_first_one_and_lose_nothing() -> None:
+    # 3.1 s of audio for one sentence, made in 7 uneven pieces
+    tts = FakeTTS(sample_rate=16_000, ms_per_char=100, pieces=7)
+    text = "Here are thirty one characters."
+    cfg = TurnConfig(tts_chunk_ms=100, tts_max_chunk_ms=400)
+    turn, rec, _ = make_turn(FakeLLM([FakeLLMStep(text)]), tts, cfg=cfg)
+    await turn.run()
+    sizes = [len(a) // 32 for a in rec.audio]  # ms at 16 kHz
+    # first audio is not held back; each later chunk as long as what was sent, up to 400 ms
+    assert sizes[:5] == [100, 100, 200, 400, 400], sizes
+    assert all(s <= 400 for s in sizes) and sum(sizes) == 3100
+    made = [p async for p in FakeTTS(16_000, 100).synthesize(text) if isinstance(p, bytes)]
+    assert b"".join(rec.audio) == b"".join(made)
 
 
 async def test_stt_failure_degrades_the_utterance() -> None:

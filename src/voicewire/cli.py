@@ -210,6 +210,9 @@ def bench_run(
         str | None,
         typer.Option(help="The server's API key, if it needs one", envvar="VOICEWIRE_API_KEY"),
     ] = None,
+    token_frames: Annotated[
+        bool, typer.Option(help="Ask for llm_streaming frames (off: the client shows no tokens)")
+    ] = False,
     out: Annotated[Path, typer.Option(help="JSON results (an .html report goes beside it)")] = Path(
         "bench-results.json"
     ),
@@ -221,6 +224,7 @@ def bench_run(
     result = run(
         _levels(levels), duration, think_time, input_kind, profile, url, server_pid,
         server_cpus, restart_per_level, server_env, turn_timeout, turns, protocol, api_key,
+        token_frames,
     )  # fmt: skip
     html = write_report(result, out)
     console.print(f"wrote {out} and {html}")

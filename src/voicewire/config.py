@@ -188,8 +188,10 @@ class Settings(BaseSettings):
     tool_timeout_s: float = Field(default=10.0, gt=0, le=600)
     max_tool_rounds: int = Field(default=3, ge=0, le=20)
 
-    # Output audio is sent in chunks of this duration.
+    # A reply's first audio chunk lasts tts_chunk_ms; later ones as long as the audio sent
+    # before them, up to tts_max_chunk_ms (fewer frames; the first audio is not delayed).
     tts_chunk_ms: int = Field(default=100, ge=10, le=2000)
+    tts_max_chunk_ms: int = Field(default=400, ge=10, le=5000)
 
     # Barge-in: user speech held this long while a reply is made or plays interrupts it
     # (shorter: a cough, a door, "mm-hm" — ignored). While the agent's audio plays the VAD

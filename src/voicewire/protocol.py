@@ -22,7 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 # 1.1: barge-in (interrupt, playback, utterance_interrupted, reply_heard);
 # 1.2: session_update.max_silence_ms (semantic end of turn);
 # 1.3: tool_call_start.client, metrics_update.llm_tokens
-PROTOCOL_VERSION = "1.5"
+PROTOCOL_VERSION = "1.6"
 INPUT_SAMPLE_RATE = 16_000
 
 
@@ -102,6 +102,9 @@ class SessionUpdate(_ClientFrame):
     max_silence_ms: int | None = Field(default=None, ge=0, le=10000)
     barge_in: bool | None = None  # false: speech during a reply waits its turn instead
     reports_playback: bool | None = None  # true: this client plays audio and sends `playback`
+    # false: no llm_streaming frames (the client shows no tokens: a phone gateway, a load
+    # client); llm_complete and assistant_text still carry the words
+    token_frames: bool | None = None
 
 
 class Cancel(_ClientFrame):

@@ -21,6 +21,7 @@ import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 from websockets.asyncio.client import ClientConnection, connect
@@ -45,6 +46,9 @@ class LevelConfig:
     max_handshakes: int = 64
     server_pid: int | None = None
     api_key: str | None = None  # sent as Authorization: Bearer when the server has keys
+    # llm_streaming frames: off by default, the load client shows no tokens (nor does the
+    # Pipecat anchor's W1 client); /ws/multimodal only (OpenAI's protocol has no such option)
+    token_frames: bool = False
 
 
 def _tree(pid: int) -> list[int]:
@@ -219,8 +223,11 @@ async def open_session(cfg: LevelConfig, gate: asyncio.Semaphore) -> ClientConne
                 '"audio":{"input":{"turn_detection":null}}}}'
             )
             await asyncio.wait_for(ws.recv(), 120)  # session.updated
-        elif cfg.input == "audio":
-            await ws.send('{"type":"session_update","turn_detection":"manual"}')
+        elif cfg.protocol == "multimodal" and (cfg.input == "audio" or not cfg.token_frames):
+            update: dict[str, Any] = {"type": "session_update", "token_frames": cfg.token_frames}
+            if cfg.input == "audio":
+                update["turn_detection"] = "manual"
+            await ws.send(json.dumps(update))
             await asyncio.wait_for(ws.recv(), 120)  # ack
         return ws
 

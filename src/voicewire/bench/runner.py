@@ -132,6 +132,7 @@ def run(
     turns: int | None = None,
     protocol: str = "multimodal",
     api_key: str | None = None,
+    token_frames: bool = False,
 ) -> dict[str, Any]:
     raise_fd_limit()
     env = {"VOICEWIRE_PROFILE": profile, **server_env}
@@ -151,6 +152,7 @@ def run(
             input=input_kind,
             server_pid=pid,
             api_key=api_key,
+            token_frames=token_frames,
         )
         rows.append(_asyncio_run(_run_levels([cfg]))[0].to_json())
         print_rows(rows[-1:])
@@ -177,6 +179,7 @@ def run(
             "think_time_s": think_time_s,
             "input": input_kind,
             "protocol": protocol,
+            "token_frames": token_frames,
             "server_cpus": server_cpus,
             "client_cpus": sorted(os.sched_getaffinity(0)),
             "server_env": _masked(env) if url is None else None,

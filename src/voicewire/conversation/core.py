@@ -61,6 +61,8 @@ from voicewire.session import Session, UtteranceRecord, new_id
 log = logging.getLogger(__name__)
 MIC_PIECE_BYTES = 3200  # 100 ms of 16 kHz PCM
 HELD_BACK_S = 2.0  # speech ignored this recently starts the turn that interrupts
+# what a client may set for its session (session_update), kept in session.settings
+SETTINGS = ("barge_in", "reports_playback", "max_silence_ms", "token_frames")
 
 
 @dataclass(slots=True)
@@ -120,6 +122,7 @@ class Conversation(BargeIn):
         self.barge_in = self.cfg.barge_in
         self.reports_playback = False  # the client plays replies and says how far it got
         self.max_silence_ms = self.cfg.max_silence_ms
+        self.token_frames = True  # False: no llm_streaming (the client does not show tokens)
         self.options = ReplyOptions()  # how replies are made (instructions, client tools...)
         self.auto_respond = True  # a turn the VAD ends is answered (else it only joins history)
         self.tasks = TaskSet(session.id)
@@ -141,16 +144,19 @@ class Conversation(BargeIn):
         self._apply(session.settings)  # a resumed session keeps what the client set
 
     def _apply(self, settings: dict[str, Any]) -> None:
-        for name in ("barge_in", "reports_playback", "max_silence_ms"):
+        for name in SETTINGS:
             if settings.get(name) is not None:
                 setattr(self, name, settings[name])
 
     # ------------------------------------------------------------------ events out
 
     async def send(self, frame: ServerFrame) -> None:
-        if isinstance(frame, LlmStreaming) and self._tokens.window_s > 0:
-            await self._tokens.add(frame)
-            return
+        if isinstance(frame, LlmStreaming):
+            if not self.token_frames:
+                return
+            if self._tokens.window_s > 0:
+                await self._tokens.add(frame)
+                return
         await self._tokens.flush()  # tokens waiting go first: frame order never changes
         if isinstance(frame, Error):
             self.deps.count("errors", frame.code.value)
@@ -170,8 +176,11 @@ class Conversation(BargeIn):
             if (wait := due - time.perf_counter()) > 0:
                 await asyncio.sleep(wait)
         duration = header.samples * 1000 / header.sample_rate
-        level = _rms(pcm) if self._audio is not None else 0.0  # for the echo floor: mics only
-        reply.add_audio(header.offset_ms, duration, level, time.perf_counter())
+        # for the echo floor: mic sessions only
+        levels = (
+            _levels(pcm, header.sample_rate, header.offset_ms) if self._audio is not None else []
+        )
+        reply.add_audio(header.offset_ms, duration, levels, time.perf_counter())
         await self._tokens.flush()
         await self.out.send_audio(header, pcm)
 
@@ -258,22 +267,19 @@ class Conversation(BargeIn):
 
     async def update(
         self,
-        turn_detection: str | None,
-        silence_ms: int | None,
-        barge_in: bool | None,
         ref: str | None,
-        reports_playback: bool | None = None,
-        max_silence_ms: int | None = None,
+        turn_detection: str | None = None,
+        silence_ms: int | None = None,
+        **changed: Any,
     ) -> None:
+        """Change how the session takes turns; ``changed``: settings kept with the session
+        (``SETTINGS``), None for those left as they are."""
+        if unknown := set(changed) - set(SETTINGS):
+            raise TypeError(f"not a session setting: {', '.join(sorted(unknown))}")
         if turn_detection is not None:
             self.session.turn_detection = turn_detection
         if silence_ms is not None:
             self.session.silence_ms = silence_ms
-        changed = {
-            "barge_in": barge_in,
-            "reports_playback": reports_playback,
-            "max_silence_ms": max_silence_ms,
-        }
         self.session.settings.update({k: v for k, v in changed.items() if v is not None})
         self._apply(self.session.settings)
         self.deps.save_soon(self.session)
@@ -569,6 +575,18 @@ class Conversation(BargeIn):
 def _rms(pcm: bytes) -> float:
     samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32)
     return float(np.sqrt(np.dot(samples, samples) / max(1, samples.size)))
+
+
+LEVEL_PIECE_MS = 100
+
+
+def _levels(pcm: bytes, rate: int, offset_ms: float) -> list[tuple[float, float]]:
+    """The RMS of each 100 ms of a reply's audio chunk, placed on the reply's timeline: a loud
+    word in a long chunk is not averaged away with the pauses around it."""
+    step = max(2, rate * LEVEL_PIECE_MS // 1000 * 2)
+    return [
+        (offset_ms + i / 2 * 1000 / rate, _rms(pcm[i : i + step])) for i in range(0, len(pcm), step)
+    ]
 
 
 def _llm_tokens(turn: Turn) -> TokenCounts | None:

@@ -35,19 +35,22 @@ class ReplyLog:
     started_at: float | None = None  # the sender's clock when the first chunk left
     heard_ms: float | None = None  # set by a playback report (or the interruption)
     messages: list[Message] | None = None  # the turn's history as made, before any cut
-    levels: list[tuple[float, float]] = field(default_factory=list)  # (offset_ms, chunk RMS)
+    levels: list[tuple[float, float]] = field(default_factory=list)  # (offset_ms, RMS)
 
     def add_sentence(self, text: str, offset_ms: float | None) -> None:
         self.sentences.append(Sentence(text, offset_ms))
 
-    def add_audio(self, offset_ms: float, duration_ms: float, rms: float, now: float) -> None:
+    def add_audio(
+        self, offset_ms: float, duration_ms: float, levels: list[tuple[float, float]], now: float
+    ) -> None:
+        """Audio sent: where it ends, and its loudness by piece (``(offset_ms, RMS)``)."""
         if self.started_at is None:
             self.started_at = now
         self.sent_ms = max(self.sent_ms, offset_ms + duration_ms)
-        self.levels.append((offset_ms, rms))
+        self.levels += levels
 
     def level_near(self, position_ms: float, before_ms: float, after_ms: float) -> float:
-        """The loudest chunk sent around ``position_ms`` of the reply (its echo's source)."""
+        """The loudest piece sent around ``position_ms`` of the reply (its echo's source)."""
         lo, hi = position_ms - before_ms, position_ms + after_ms
         return max((rms for at, rms in self.levels if lo <= at <= hi), default=0.0)
 

@@ -425,7 +425,6 @@ class Turn:
     async def _speak(self) -> None:
         """Turn sentences into audio chunks as they come; place each on the reply timeline."""
         rate = self.p.tts.sample_rate
-        chunk_bytes = max(2, rate * self.cfg.tts_chunk_ms // 1000 * 2)
         max_bytes = int(self.cfg.max_reply_audio_s * rate) * 2
         while (item := await self._sentences.get()) is not None:
             sentence, figures = item
@@ -453,11 +452,9 @@ class Turn:
                         room = max_bytes - self._samples_out * 2
                         if len(pending) >= room:  # the reply's audio cap: stop synthesis here
                             pending, cut = pending[:room], True
-                        full = len(pending) - len(pending) % chunk_bytes
-                        for i in range(0, full, chunk_bytes):
-                            await self._play(caption, figures, pending[i : i + chunk_bytes], rate)
-                            caption = None
-                        pending = pending[full:]
+                        while len(pending) >= (size := self._chunk_bytes(rate)):
+                            await self._play(caption, figures, pending[:size], rate)
+                            pending, caption = pending[size:], None
                         if cut:
                             break
                 tail = pending[: len(pending) - len(pending) % 2]
@@ -491,6 +488,14 @@ class Turn:
                     utterance_id=self.uid, call_id=f.call_id, figure=f.figure, offset_ms=offset_ms
                 )
             )
+
+    def _chunk_bytes(self, rate: int) -> int:
+        """The next audio chunk's size: ``tts_chunk_ms`` first (first audio goes at once),
+        then as long as the audio already sent, up to ``tts_max_chunk_ms``. Fewer frames per
+        reply, and the client always holds more than the next chunk takes to fill."""
+        first = rate * self.cfg.tts_chunk_ms // 1000
+        most = max(first, rate * self.cfg.tts_max_chunk_ms // 1000)
+        return max(2, 2 * min(most, max(first, self._samples_out)))
 
     def _offset_ms(self, rate: int) -> float:
         return round(self._samples_out * 1000 / rate, 2)

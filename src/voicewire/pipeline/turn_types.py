@@ -49,7 +49,8 @@ Speech = tuple[str | None, list[Figure]]
 
 @dataclass(slots=True)
 class TurnConfig:
-    tts_chunk_ms: int = 100
+    tts_chunk_ms: int = 100  # the first audio chunk
+    tts_max_chunk_ms: int = 400  # later chunks grow to this (turn.py: _chunk_bytes)
     max_tool_rounds: int = 3
     tool_timeout_s: float = 10.0
     max_reply_chars: int = 1500

@@ -174,7 +174,13 @@ class RealtimeConnection:
         tt = self.config.turn_taking()
         c = self.conversation
         c.auto_respond = tt.auto_respond
-        await c.update(tt.mode, tt.silence_ms, tt.barge_in, event_id, None, tt.max_silence_ms)
+        await c.update(
+            event_id,
+            tt.mode,
+            tt.silence_ms,
+            barge_in=tt.barge_in,
+            max_silence_ms=tt.max_silence_ms,
+        )
         await self.out.emit(
             {"type": "session.updated", "session": self.config.describe(self.session.id)}
         )

@@ -199,12 +199,13 @@ class Connection:
                 await c.commit(frame.ref)
             case SessionUpdate():
                 await c.update(
+                    frame.ref,
                     frame.turn_detection,
                     frame.silence_ms,
-                    frame.barge_in,
-                    frame.ref,
-                    frame.reports_playback,
-                    frame.max_silence_ms,
+                    barge_in=frame.barge_in,
+                    reports_playback=frame.reports_playback,
+                    max_silence_ms=frame.max_silence_ms,
+                    token_frames=frame.token_frames,
                 )
             case Cancel():
                 await c.cancel(frame.utterance_id, frame.ref)

@@ -76,6 +76,7 @@ class Runtime:
         self.connections: dict[str, Connection | RealtimeConnection] = {}  # by session id
         self.turn_config = TurnConfig(
             tts_chunk_ms=settings.tts_chunk_ms,
+            tts_max_chunk_ms=settings.tts_max_chunk_ms,
             max_tool_rounds=settings.max_tool_rounds,
             tool_timeout_s=settings.tool_timeout_s,
             max_reply_chars=settings.max_reply_chars,
