@@ -217,3 +217,28 @@ async def test_backpressure_drops_tokens_only_while_congested() -> None:
     assert bp.drop(True) and not bp.drop(False) and bp.dropped == 1
     assert await bp.write(asyncio.sleep(0)) and not bp.drop(True)  # flowing again
     assert not await bp.write(asyncio.sleep(5))  # stalled past the timeout
+
+
+async def test_each_write_gets_its_whole_deadline_and_other_cancels_pass_through() -> None:
+    """One timer per connection serves every write: a write that starts late in the timer's
+    period still gets its full timeout, and a turn cancelled mid-write stays cancelled."""
+    from voicewire.server.backpressure import Backpressure
+
+    loop = asyncio.get_running_loop()
+    bp = Backpressure(timeout_s=0.4)
+    assert await bp.write(asyncio.sleep(0))  # arms the timer for t0 + 0.4
+    assert await bp.write(asyncio.sleep(0.3))
+    started = loop.time()  # t0 + 0.3: the timer fires 0.1 s into this write and re-arms
+    assert not await bp.write(asyncio.sleep(5))
+    assert 0.4 <= loop.time() - started < 2.0  # its own deadline, not the first write's
+    assert await bp.write(asyncio.sleep(0))  # the connection's writes go on being timed
+
+    async def writer() -> bool:
+        return await bp.write(asyncio.sleep(5))
+
+    task = asyncio.create_task(writer())
+    await asyncio.sleep(0)
+    task.cancel()  # the turn is cancelled (an interruption), not the client gone
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    bp.close()

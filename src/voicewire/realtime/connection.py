@@ -107,6 +107,7 @@ class RealtimeConnection:
         finally:
             self.out.closed = True
             await self.conversation.aclose()
+            self.backpressure.close()
             if self._gave_up:
                 log.info("session %s: stopped, its client had stopped reading", self.session.id)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -24,10 +23,19 @@ SLOW_WRITE_S = 0.25
 
 
 class Backpressure:
+    """One connection's writes: congestion, and a deadline for each write.
+
+    The deadline is one timer per connection, re-armed only when it fires while a write is in
+    flight, instead of a timeout armed and cancelled around every write: a turn writes a few
+    dozen frames, and a timer each was a measurable share of the send path."""
+
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         self.congested = False
         self.dropped = 0  # token frames not sent to a congested client
+        self._writes: dict[asyncio.Task[Any], float] = {}  # writing task -> its write's start
+        self._expired: set[asyncio.Task[Any]] = set()  # writers this class cancelled
+        self._timer: asyncio.TimerHandle | None = None
 
     def drop(self, droppable: bool) -> bool:
         """Whether to skip this frame: a droppable one while the client is congested."""
@@ -38,16 +46,47 @@ class Backpressure:
 
     async def write(self, send: Awaitable[None]) -> bool:
         """Do one write; False: it waited ``timeout_s`` (the client stopped reading)."""
-        started = time.monotonic()
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self._writes[task] = started
+        if self._timer is None:
+            self._timer = loop.call_at(started + self.timeout_s, self._check)
+        cancelling = task.cancelling()
         try:
-            # not asyncio.wait_for: on 3.11 it can swallow a cancellation that arrives as the
-            # write completes, and a cancelled turn would then run on
-            async with asyncio.timeout(self.timeout_s):
-                await send
-        except TimeoutError:
-            return False
-        self.congested = time.monotonic() - started > SLOW_WRITE_S
+            await send
+        except asyncio.CancelledError:
+            # ours, and no other cancellation pending: a timeout (as asyncio.timeout decides)
+            if task in self._expired and task.uncancel() <= cancelling:
+                return False
+            raise
+        finally:
+            del self._writes[task]
+            self._expired.discard(task)
+        self.congested = loop.time() - started > SLOW_WRITE_S
         return True
+
+    def _check(self) -> None:
+        """The timer: cancel writes past the deadline; re-arm for the oldest one left."""
+        self._timer = None
+        if not self._writes:
+            return  # nothing in flight: the next write arms it again
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for task, started in self._writes.items():
+            if now - started >= self.timeout_s and task not in self._expired:
+                self._expired.add(task)
+                task.cancel()
+        pending = [t for t, started in self._writes.items() if t not in self._expired]
+        if pending:
+            oldest = min(self._writes[t] for t in pending)
+            self._timer = loop.call_at(oldest + self.timeout_s, self._check)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 async def give_up(

@@ -154,6 +154,7 @@ class Connection:
         finally:
             self._closed = True
             await self.conversation.aclose()
+            self.backpressure.close()
             self._finished.set()
             if self._gave_up:
                 log.info("session %s: stopped, its client had stopped reading", self.session.id)
