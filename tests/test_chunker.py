@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from voicewire.pipeline.chunker import SentenceChunker, speakable
 
@@ -106,3 +108,22 @@ def test_a_list_number_is_not_a_sentence() -> None:
     said = chunker.push("1. Boil the water. 2. Add the tea.")
     assert said == ["1. Boil the water.", "2. Add the tea."]
     assert SentenceChunker(first_min_chars=0).push("It was 2024. Then ") == ["It was 2024."]
+
+
+PIECES = ["Dr", "e", "g", "3", "5", "2024", "word", "Hi", " ", ".", "..", "!", "?", ",", ", ",
+          ": ", "\n", '"', ")", "\u2019", " jan", " ok", " 3", " e", " word"]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=60), st.sampled_from([0, 20]))
+def test_scanning_once_releases_what_rescanning_every_token_does(
+    tokens: list[str], first_min_chars: int
+) -> None:
+    """The chunker resumes where it stopped scanning; forcing a rescan from the start on every
+    token (the old way) must release the same sentences at the same tokens."""
+    once = SentenceChunker(max_chars=40, first_min_chars=first_min_chars)
+    again = SentenceChunker(max_chars=40, first_min_chars=first_min_chars)
+    for token in tokens:
+        again._scan = 0
+        assert once.push(token) == again.push(token)
+    assert once.flush() == again.flush()

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import check_invariants
 from voicewire.pipeline.turn import Turn
 from voicewire.pipeline.turn_types import TurnConfig, TurnRequest
-from voicewire.protocol import ServerFrame, TtsChunk
+from voicewire.protocol import LlmStreaming, ServerFrame, TtsChunk
 from voicewire.providers.base import ProviderError, Providers, ToolCallRequest, ToolSpec
 from voicewire.providers.fake import FakeLLM, FakeLLMStep, FakeSTT, FakeTTS
 from voicewire.session import Session, UtteranceRecord
@@ -31,6 +31,9 @@ class Recorder:
     async def send(self, frame: ServerFrame) -> None:
         frame.seq = len(self.frames) + 1
         self.frames.append(frame)
+
+    async def token(self, utterance_id: str, delta: str) -> None:
+        await self.send(LlmStreaming(utterance_id=utterance_id, delta=delta))
 
     async def send_audio(self, header: TtsChunk, pcm: bytes) -> None:
         await self.send(header)

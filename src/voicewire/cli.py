@@ -213,6 +213,10 @@ def bench_run(
     token_frames: Annotated[
         bool, typer.Option(help="Ask for llm_streaming frames (off: the client shows no tokens)")
     ] = False,
+    arrivals: Annotated[
+        str,
+        typer.Option(help="spread: sessions start over one think time; together: all at once"),
+    ] = "spread",
     out: Annotated[Path, typer.Option(help="JSON results (an .html report goes beside it)")] = Path(
         "bench-results.json"
     ),
@@ -220,11 +224,13 @@ def bench_run(
     """Run concurrency levels and write JSON and HTML results."""
     from voicewire.bench.runner import run, write_report
 
+    if arrivals not in ("spread", "together"):
+        raise typer.BadParameter("expected spread or together", param_hint="--arrivals")
     server_env = dict(item.split("=", 1) for item in env or [])
     result = run(
         _levels(levels), duration, think_time, input_kind, profile, url, server_pid,
         server_cpus, restart_per_level, server_env, turn_timeout, turns, protocol, api_key,
-        token_frames,
+        token_frames, arrivals,
     )  # fmt: skip
     html = write_report(result, out)
     console.print(f"wrote {out} and {html}")

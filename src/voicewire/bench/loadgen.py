@@ -49,6 +49,10 @@ class LevelConfig:
     # llm_streaming frames: off by default, the load client shows no tokens (nor does the
     # Pipecat anchor's W1 client); /ws/multimodal only (OpenAI's protocol has no such option)
     token_frames: bool = False
+    # "spread": sessions start over one think time (people arriving at their own pace);
+    # "together": every session starts its first measured turn at once, as the Pipecat anchor
+    # does (a broadcast prompt, the end of a meeting): the turns then come in waves
+    arrivals: str = "spread"
 
 
 def _tree(pid: int) -> list[int]:
@@ -251,7 +255,7 @@ async def run_level(
         except Exception as exc:
             stats.add_error(f"warmup_{getattr(exc, 'kind', type(exc).__name__)}")
         await warm.wait()
-        if cfg.think_time_s:  # spread the sessions over one think time: no thundering herd
+        if cfg.think_time_s and cfg.arrivals == "spread":  # no thundering herd
             await asyncio.sleep(random.Random(index).uniform(0, cfg.think_time_s))
         while time.perf_counter() < window["end"]:
             if cfg.turns is not None:

@@ -133,6 +133,7 @@ def run(
     protocol: str = "multimodal",
     api_key: str | None = None,
     token_frames: bool = False,
+    arrivals: str = "spread",
 ) -> dict[str, Any]:
     raise_fd_limit()
     env = {"VOICEWIRE_PROFILE": profile, **server_env}
@@ -153,6 +154,7 @@ def run(
             server_pid=pid,
             api_key=api_key,
             token_frames=token_frames,
+            arrivals=arrivals,
         )
         rows.append(_asyncio_run(_run_levels([cfg]))[0].to_json())
         print_rows(rows[-1:])
@@ -180,6 +182,7 @@ def run(
             "input": input_kind,
             "protocol": protocol,
             "token_frames": token_frames,
+            "arrivals": arrivals,
             "server_cpus": server_cpus,
             "client_cpus": sorted(os.sched_getaffinity(0)),
             "server_env": _masked(env) if url is None else None,

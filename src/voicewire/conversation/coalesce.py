@@ -27,23 +27,23 @@ class TokenCoalescer:
         self._send = send
         self._tasks = tasks
         self.window_s = window_s
-        self._pending: LlmStreaming | None = None
+        self._uid = ""  # the utterance of the deltas waiting
+        self._pending: list[str] = []
         self._sent_at = -1e9
         self._timer: asyncio.TimerHandle | None = None
 
-    async def add(self, frame: LlmStreaming) -> None:
-        pending = self._pending
-        if pending is not None:
-            if pending.utterance_id == frame.utterance_id:
-                pending.delta += frame.delta
+    async def add(self, uid: str, delta: str) -> None:
+        if self._pending:
+            if uid == self._uid:
+                self._pending.append(delta)
                 return
             await self.flush()
         now = time.monotonic()
         if now - self._sent_at >= self.window_s:
             self._sent_at = now
-            await self._send(frame)
+            await self._send(LlmStreaming(utterance_id=uid, delta=delta))
             return
-        self._pending = frame
+        self._uid, self._pending = uid, [delta]
         delay = self._sent_at + self.window_s - now
         self._timer = asyncio.get_running_loop().call_later(delay, self._due)
 
@@ -56,14 +56,14 @@ class TokenCoalescer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        frame, self._pending = self._pending, None
-        if frame is not None:
+        if self._pending:
+            delta, self._pending = "".join(self._pending), []
             self._sent_at = time.monotonic()
-            await self._send(frame)
+            await self._send(LlmStreaming(utterance_id=self._uid, delta=delta))
 
     def close(self) -> None:
         """The connection is gone: nothing more to send."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._pending = None
+        self._pending = []

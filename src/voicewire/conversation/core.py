@@ -150,13 +150,17 @@ class Conversation(BargeIn):
 
     # ------------------------------------------------------------------ events out
 
+    async def token(self, utterance_id: str, delta: str) -> None:
+        """A reply's text as it is written: in ``llm_streaming`` frames, if the client wants
+        them, deltas that come close together sharing one (coalesce.py)."""
+        if not self.token_frames:
+            return
+        if self._tokens.window_s > 0:
+            await self._tokens.add(utterance_id, delta)
+        else:
+            await self.out.send(LlmStreaming(utterance_id=utterance_id, delta=delta))
+
     async def send(self, frame: ServerFrame) -> None:
-        if isinstance(frame, LlmStreaming):
-            if not self.token_frames:
-                return
-            if self._tokens.window_s > 0:
-                await self._tokens.add(frame)
-                return
         await self._tokens.flush()  # tokens waiting go first: frame order never changes
         if isinstance(frame, Error):
             self.deps.count("errors", frame.code.value)

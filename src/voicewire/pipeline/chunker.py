@@ -67,6 +67,10 @@ class SentenceChunker:
         self.first_min_chars = first_min_chars  # 0: no early first clause
         self._buf = ""
         self._released = False
+        # where the next push resumes scanning: what lies before it is decided (a "." at the
+        # very end is not: the next character decides it), so a sentence is scanned once,
+        # not once per token
+        self._scan = 0
 
     def push(self, text: str) -> list[str]:
         """Add a token; return the sentences it completed (often none)."""
@@ -74,7 +78,8 @@ class SentenceChunker:
         out: list[str] = []
         start = 0
         buf = self._buf
-        i = 0
+        i = self._scan
+        undecided = len(buf)  # a terminator run that reaches the end, not taken as an end
         while i < len(buf):
             ch = buf[i]
             if ch in ".!?":
@@ -88,6 +93,8 @@ class SentenceChunker:
                 elif self._ends_sentence(buf[start:end], followed=False):
                     out.append(buf[start:end].strip())
                     start = end
+                else:
+                    undecided = i
                 i = end
                 continue
             if ch == "\n" and buf[start:i].strip():
@@ -95,26 +102,27 @@ class SentenceChunker:
                 start = i + 1
             i += 1
         rest = buf[start:]
+        scan = undecided - start
         if not out and not self._released and self.first_min_chars:
             clause = _CLAUSE.search(rest, self.first_min_chars)
             if clause is not None:
                 out.append(rest[: clause.start() + 1].strip())
-                rest = rest[clause.end() :]
+                rest, scan = rest[clause.end() :], scan - clause.end()
         if len(rest) > self.max_chars:
             cut = rest.rfind(", ", 0, self.max_chars)  # a clause boundary if there is one
             if cut <= 0:
                 cut = rest.rfind(" ", 0, self.max_chars)
             if cut > 0:
                 out.append(rest[: cut + 1].strip())
-                rest = rest[cut + 1 :]
-        self._buf = rest
+                rest, scan = rest[cut + 1 :], scan - cut - 1
+        self._buf, self._scan = rest, max(0, scan)
         out = [s for s in out if s]
         self._released = self._released or bool(out)
         return out
 
     def flush(self) -> list[str]:
         """End of the reply: whatever is left is the last sentence."""
-        rest, self._buf = self._buf.strip(), ""
+        rest, self._buf, self._scan = self._buf.strip(), "", 0
         return [rest] if rest else []
 
     @staticmethod

@@ -22,12 +22,12 @@ from voicewire import tracing
 from voicewire.logs import current_utterance
 from voicewire.pipeline.chunker import SentenceChunker, speakable
 from voicewire.pipeline.turn_types import (
-    Emitter,
     Figure,
     NoTools,
     Speech,
     Tools,
     TurnConfig,
+    TurnEmitter,
     TurnRequest,
     TurnUsage,
 )
@@ -38,7 +38,6 @@ from voicewire.protocol import (
     ErrorCode,
     LlmComplete,
     LlmStart,
-    LlmStreaming,
     ProviderFallback,
     StageTimings,
     SttComplete,
@@ -81,7 +80,7 @@ class Turn:
         request: TurnRequest,
         session: Session,
         providers: Providers,
-        emitter: Emitter,
+        emitter: TurnEmitter,
         config: TurnConfig,
         tools: Tools | None = None,
     ) -> None:
@@ -309,7 +308,7 @@ class Turn:
                     delta = clean_text(event.text)[: limit - self._reply_chars]
                     self._reply_chars += len(delta)
                     step_text.append(delta)
-                    await self.out.send(LlmStreaming(utterance_id=self.uid, delta=delta))
+                    await self.out.token(self.uid, delta)
                     for sentence in chunker.push(delta):
                         self._queue_sentence(sentence)
                     if self._reply_chars >= limit:

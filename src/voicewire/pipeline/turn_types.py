@@ -17,8 +17,18 @@ from voicewire.tools.registry import ToolError, ToolOutput
 
 
 class Emitter(Protocol):
+    """Where frames go: a wire adapter (``/ws/multimodal``, OpenAI Realtime) or the core."""
+
     async def send(self, frame: ServerFrame) -> None: ...
     async def send_audio(self, header: TtsChunk, pcm: bytes) -> None: ...
+
+
+class TurnEmitter(Emitter, Protocol):
+    """What a turn emits to (the conversation core): frames, and the reply's text deltas as
+    plain strings, made into ``llm_streaming`` frames only if and when one is sent (a client
+    may want none; close deltas share a frame)."""
+
+    async def token(self, utterance_id: str, delta: str) -> None: ...
 
 
 class Tools(Protocol):
