@@ -24,7 +24,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.conftest import RunningServer, start_server
-from tests.engines import RedisServer, Worker
+from tests.engines import RedisServer, Worker, free_port
 from voicewire.client import Client
 from voicewire.costs.ledger import Ledger
 from voicewire.providers.base import Providers
@@ -262,3 +262,21 @@ async def test_run_local_serves_conversations_through_nginx() -> None:
         assert {second.utterance_id} <= uids and len(uids) == 2
     finally:
         await asyncio.to_thread(run, [str(script), "stop"], timeout=120)
+
+
+def test_stopped_while_its_workers_start_the_supervisor_exits_0(tmp_path: Path) -> None:
+    """SIGTERM while the workers are still starting (a deploy rolled back at once, or a
+    replacement worker still loading): nothing was being served, so the stop is clean."""
+    env = {**os.environ, "VOICEWIRE_PROFILE": "zero", "VOICEWIRE_PORT": str(free_port()),
+           "VOICEWIRE_DATA_DIR": str(tmp_path), "VOICEWIRE_LOG_LEVEL": "info"}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voicewire.cli", "serve", "--workers", "2"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "worker 1 started" in line:  # both spawned, neither serving yet (imports take ~1 s)
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    assert proc.wait(60) == 0, rest

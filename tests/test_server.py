@@ -419,3 +419,22 @@ async def test_web_pages_of_other_origins_cannot_open_the_socket(fake_server: Ma
             assert parse_server_frame(await ws.recv()).type == "init"
     async with connect(srv.ws_url) as ws:  # no Origin: not a browser, not asked
         assert parse_server_frame(await ws.recv()).type == "init"
+
+
+async def test_websocket_paths_and_query_flags_are_checked(fake_server: Make) -> None:
+    """The WebSocket endpoints are served past FastAPI's router (serving.WebSocketRoutes): an
+    unknown path is still refused, and a query flag that is not a boolean gets HTTP 400."""
+    from websockets.exceptions import InvalidStatus
+
+    srv = fake_server()
+    base = srv.ws_url.rsplit("/ws/", 1)[0]
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(base + "/ws/nothing-here")
+    assert refused.value.response.status_code == 403
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(base + "/v1/realtime?voicewire_events=maybe")
+    assert refused.value.response.status_code == 400
+    assert b"voicewire_events" in refused.value.response.body
+    async with connect(base + "/v1/realtime?voicewire_events=yes&model=m") as ws:
+        created = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    assert created["type"] == "session.created" and created["session"]["model"] == "m"

@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
@@ -83,6 +82,7 @@ class Session:
         "cost_usd",
         "created_at",
         "first_turn_at",
+        "history_turns",
         "id",
         "last_activity",
         "last_visualization",
@@ -105,10 +105,13 @@ class Session:
         self.silence_ms = silence_ms
         # a turn is its messages (user, assistant tool calls, tool results, assistant reply),
         # by utterance id, so a reply can be cut to what was heard after the fact
-        self._history: deque[tuple[str, list[Message]]] = deque(maxlen=history_turns)
-        self.utterances: OrderedDict[str, UtteranceRecord] = OrderedDict()
+        # plain lists and dicts, trimmed by hand: an empty deque or OrderedDict costs 0.5-0.8
+        # KB, and an idle session should cost little more than its socket (performance.md)
+        self.history_turns = history_turns
+        self._history: list[tuple[str, list[Message]]] = []
+        self.utterances: dict[str, UtteranceRecord] = {}  # oldest first
         self.last_visualization: dict[str, Any] | None = None
-        self.charts: deque[dict[str, Any]] = deque(maxlen=MAX_CHARTS)
+        self.charts: list[dict[str, Any]] = []  # the last MAX_CHARTS
         self.cost_usd = Decimal(0)
         self.first_turn_at: float | None = None  # wall clock when the first utterance began
         self.charts_added = 0  # charts ever added (a store saves the ones it has not yet)
@@ -138,7 +141,7 @@ class Session:
             "silence_ms": self.silence_ms,
             "settings": self.settings,
             "history": [[uid, messages] for uid, messages in self._history],
-            "history_turns": self._history.maxlen,
+            "history_turns": self.history_turns,
             "utterances": [u.to_json() for u in self.utterances.values()],
             "unreported": self.unreported,
             "last_visualization": self.last_visualization,
@@ -169,7 +172,7 @@ class Session:
                 record.status, record.error = "interrupted", "the connection was lost"
                 session.unreported.append(record.id)
             session.record(record)
-        session.charts.extend(charts)
+        session.charts = charts[-MAX_CHARTS:]
         session.charts_added = state.get("charts_added", len(session.charts))
         session.last_visualization = state.get("last_visualization")
         session.cost_usd = Decimal(state.get("cost_usd") or "0")
@@ -194,8 +197,9 @@ class Session:
         return well_formed([m for _, turn in self._history for m in turn])
 
     def add_turn(self, messages: list[Message], utterance_id: str = "") -> None:
-        if self._history.maxlen:
+        if self.history_turns:
             self._history.append((utterance_id, list(messages)))
+            del self._history[: -self.history_turns]
 
     def turn_messages(self, utterance_id: str) -> list[Message] | None:
         for uid, messages in self._history:
@@ -217,13 +221,14 @@ class Session:
             "figure": figure,
         }
         self.charts.append(chart)
+        del self.charts[:-MAX_CHARTS]
         self.charts_added += 1
         self.last_visualization = chart
 
     def record(self, utterance: UtteranceRecord) -> None:
         self.utterances[utterance.id] = utterance
         while len(self.utterances) > MAX_UTTERANCE_RECORDS:
-            self.utterances.popitem(last=False)
+            del self.utterances[next(iter(self.utterances))]
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 import fastapi_offline
 from fastapi import FastAPI, WebSocket
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import TypeAdapter, ValidationError
 
 from voicewire import __version__, tracing
 from voicewire.config import Settings
@@ -44,7 +45,12 @@ from voicewire.server.connection import Connection, init_frame
 from voicewire.server.limits import quotas_for
 from voicewire.server.redis_store import check_reachable
 from voicewire.server.runtime import ProviderFactory, Runtime
-from voicewire.server.serving import BodyLimit, max_body_bytes
+from voicewire.server.serving import (
+    BodyLimit,
+    WebSocketEndpoint,
+    WebSocketRoutes,
+    max_body_bytes,
+)
 from voicewire.session import Session
 
 log = logging.getLogger(__name__)
@@ -115,6 +121,8 @@ def create_app(
     )
     app.state.runtime = runtime
     app.state.auth = auth
+    ws_routes: dict[str, WebSocketEndpoint] = {}  # the endpoints below
+    app.add_middleware(WebSocketRoutes, routes=ws_routes)  # innermost: after guard and limit
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes(settings))
     app.add_middleware(Guard, auth=auth)  # outermost: nothing runs for a refused caller
     app.include_router(rest.router)
@@ -139,14 +147,19 @@ def create_app(
         max_reply_audio_s=settings.max_reply_audio_s,
     )
 
-    @app.websocket("/ws/multimodal")
-    async def multimodal(
-        ws: WebSocket, session_id: str | None = None, resume_token: str | None = None
-    ) -> None:
-        """``session_id`` + ``resume_token`` (from a previous ``init``): continue that session,
+    barge_in = BargeIn(  # the same for every session: one object, not one each
+        enabled=settings.barge_in,
+        min_speech_ms=settings.interrupt_min_speech_ms,
+        audio_lead_ms=settings.audio_lead_ms or None,
+    )
+
+    async def multimodal(ws: WebSocket) -> None:
+        """``?session_id=&resume_token=`` (from a previous ``init``): continue that session,
         on whichever worker it was; a wrong pair gets a new session."""
         if not await _admitted(ws, settings, runtime):
             return
+        session_id = ws.query_params.get("session_id")
+        resume_token = ws.query_params.get("resume_token")
         session = None
         if session_id and resume_token and len(session_id) <= 64 and len(resume_token) <= 128:
             session = await runtime.store.resume(session_id, resume_token, _owner(ws))
@@ -174,17 +187,12 @@ def create_app(
                 await conn.conversation.aclose()
                 return
             providers = runtime.require_providers()
-            barge_in = BargeIn(
-                enabled=settings.barge_in,
-                min_speech_ms=settings.interrupt_min_speech_ms,
-                audio_lead_ms=settings.audio_lead_ms or None,
-            )
-            init = init_frame(
-                session, __version__, providers.tts.sample_rate, providers.describe(), limits,
-                barge_in,
+            await conn.serve(
+                init_frame(
+                    session, __version__, providers.tts.sample_rate, providers.describe(), limits,
+                    barge_in, resume_token, resumed,
+                )
             )  # fmt: skip
-            init.resume_token, init.resumed = resume_token, resumed
-            await conn.serve(init)
         finally:
             if runtime.connections.get(session.id) is conn:  # not taken over by a resume
                 session.connected = False
@@ -193,12 +201,18 @@ def create_app(
                 await runtime.store.save(session)
             await _release(ws, runtime)
 
-    @app.websocket("/v1/realtime")
-    async def realtime(
-        ws: WebSocket, model: str = "voicewire", voicewire_events: bool = False
-    ) -> None:
-        """The OpenAI Realtime protocol (docs/realtime.md); ``voicewire_events``: also send
-        the server's tool calls and charts as ``voicewire.*`` events."""
+    async def realtime(ws: WebSocket) -> None:
+        """The OpenAI Realtime protocol (docs/realtime.md); ``?model=``; ``voicewire_events``:
+        also send the server's tool calls and charts as ``voicewire.*`` events."""
+        model = ws.query_params.get("model") or "voicewire"
+        try:
+            voicewire_events = _BOOL.validate_python(
+                ws.query_params.get("voicewire_events", "false")
+            )
+        except ValidationError:
+            why = "voicewire_events must be true or false\n"
+            await ws.send_denial_response(PlainTextResponse(why, status_code=400))
+            return
         if not await _admitted(ws, settings, runtime):
             return
         await runtime.loaded.wait()  # a client may connect while the models still load
@@ -231,7 +245,11 @@ def create_app(
             runtime.connections.pop(session.id, None)
             await _release(ws, runtime)
 
+    ws_routes.update({"/ws/multimodal": multimodal, "/v1/realtime": realtime})
     return app
+
+
+_BOOL = TypeAdapter(bool)  # query flags read as FastAPI reads them: true/false, 1/0, yes/no, on/off
 
 
 async def _admitted(ws: WebSocket, settings: Settings, runtime: Runtime) -> bool:

@@ -20,6 +20,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SLOW_WRITE_S = 0.25
+EXPIRED = -1.0  # a write past its deadline, cancelled here
 
 
 class Backpressure:
@@ -33,8 +34,8 @@ class Backpressure:
         self.timeout_s = timeout_s
         self.congested = False
         self.dropped = 0  # token frames not sent to a congested client
-        self._writes: dict[asyncio.Task[Any], float] = {}  # writing task -> its write's start
-        self._expired: set[asyncio.Task[Any]] = set()  # writers this class cancelled
+        # writing task -> when its write began, or EXPIRED once this class cancelled it
+        self._writes: dict[asyncio.Task[Any], float] = {}
         self._timer: asyncio.TimerHandle | None = None
 
     def drop(self, droppable: bool) -> bool:
@@ -58,12 +59,11 @@ class Backpressure:
             await send
         except asyncio.CancelledError:
             # ours, and no other cancellation pending: a timeout (as asyncio.timeout decides)
-            if task in self._expired and task.uncancel() <= cancelling:
+            if self._writes[task] == EXPIRED and task.uncancel() <= cancelling:
                 return False
             raise
         finally:
             del self._writes[task]
-            self._expired.discard(task)
         self.congested = loop.time() - started > SLOW_WRITE_S
         return True
 
@@ -74,14 +74,12 @@ class Backpressure:
             return  # nothing in flight: the next write arms it again
         loop = asyncio.get_running_loop()
         now = loop.time()
-        for task, started in self._writes.items():
-            if now - started >= self.timeout_s and task not in self._expired:
-                self._expired.add(task)
-                task.cancel()
-        pending = [t for t, started in self._writes.items() if t not in self._expired]
-        if pending:
-            oldest = min(self._writes[t] for t in pending)
-            self._timer = loop.call_at(oldest + self.timeout_s, self._check)
+        late = [t for t, at in self._writes.items() if at != EXPIRED and now - at >= self.timeout_s]
+        for task in late:
+            self._writes[task] = EXPIRED
+            task.cancel()
+        if pending := [at for at in self._writes.values() if at != EXPIRED]:
+            self._timer = loop.call_at(min(pending) + self.timeout_s, self._check)
 
     def close(self) -> None:
         if self._timer is not None:

@@ -70,7 +70,8 @@ class Connection:
         self._reader: asyncio.Task[Any] | None = None  # the task in serve(), to stop it
         self._gave_up = False  # the client stopped reading and was closed
         self._taken_over = False  # the session was resumed on a newer connection
-        self._finished = asyncio.Event()
+        self._ended = False  # serve() has cleaned up
+        self._finished: asyncio.Event | None = None  # made only for a waiter (close_for_resume)
         self.conversation = Conversation(session, deps, self)
 
     # ------------------------------------------------------------------ sending (the Emitter)
@@ -124,7 +125,9 @@ class Connection:
         self._reader = asyncio.current_task()
         try:
             await self.send(init)
-            if init.resumed:
+            resumed = init.resumed
+            del init  # an idle session does not keep its greeting (the caller holds none)
+            if resumed:
                 await self.conversation.report_unreported()
             while True:
                 message = await self.ws.receive()
@@ -155,7 +158,9 @@ class Connection:
             self._closed = True
             await self.conversation.aclose()
             self.backpressure.close()
-            self._finished.set()
+            self._ended = True
+            if self._finished is not None:
+                self._finished.set()
             if self._gave_up:
                 log.info("session %s: stopped, its client had stopped reading", self.session.id)
 
@@ -282,8 +287,10 @@ class Connection:
             )
         if self._reader is not None and self._reader is not asyncio.current_task():
             self._reader.cancel()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._finished.wait(), 5.0)
+        if not self._ended:
+            self._finished = self._finished or asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._finished.wait(), 5.0)
 
     async def close_idle(self) -> None:
         await self.error(ErrorCode.IDLE_TIMEOUT, "closing an idle session")
@@ -298,8 +305,12 @@ def init_frame(
     providers: dict[str, str],
     limits: Limits,
     barge_in: BargeIn,
+    resume_token: str | None,
+    resumed: bool,
 ) -> Init:
     return Init(
+        resume_token=resume_token,
+        resumed=resumed,
         server_version=version,
         input_audio=AudioFormat(sample_rate=INPUT_SAMPLE_RATE),
         output_audio=AudioFormat(sample_rate=output_rate),

@@ -9,7 +9,9 @@ minutes and, at the usual 1,024 descriptors, locked every new client out. Here:
 - at most ``max_connections`` are served at once; past that uvicorn answers 503;
 - request bodies larger than the biggest upload we accept are refused from ``Content-Length``
   and while they stream (:class:`BodyLimit`), before anything is written to disk;
-- the process may open as many descriptors as its hard limit allows.
+- the process may open as many descriptors as its hard limit allows;
+- the WebSocket endpoints are served past FastAPI's router (:class:`WebSocketRoutes`), which
+  would hold ~10 KB per connection for its whole life.
 
 The CLI and the tests build their server with :func:`uvicorn_config`, so both run with these.
 """
@@ -20,10 +22,12 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
 from starlette.exceptions import HTTPException
+from starlette.websockets import WebSocket
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from voicewire.config import Settings
@@ -101,6 +105,46 @@ class BodyTooLarge(HTTPException):
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(413, f"request body exceeds {max_bytes} bytes")
+
+
+WebSocketEndpoint = Callable[[WebSocket], Awaitable[None]]
+
+try:
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+except ImportError:  # pragma: no cover - an older uvicorn: its default protocol then
+    WebSocketsSansIOProtocol = None
+
+
+if WebSocketsSansIOProtocol is not None:
+
+    class LeanWebSocketProtocol(WebSocketsSansIOProtocol):  # type: ignore[misc,valid-type]
+        """uvicorn's WebSocket protocol (what ``ws="auto"`` picks), forgetting the handshake
+        once it is answered: it keeps the request and the response, headers and all, for the
+        connection's life (~4 KB of an idle session), and reads neither after the accept."""
+
+        async def send(self, message: Any) -> None:
+            await super().send(message)
+            if message["type"] == "websocket.accept":
+                self.request = self.response = None
+
+
+class WebSocketRoutes:
+    """ASGI middleware serving the WebSocket endpoints itself, past FastAPI's router.
+
+    Why: a FastAPI route holds its dependency results, exception wrappers and three exit
+    stacks for as long as its handler runs: for a WebSocket that is the whole connection,
+    ~10 KB of an idle session's ~40 (docs/performance.md). The endpoints read their query
+    parameters themselves; everything else (the guard, other paths) is unchanged."""
+
+    def __init__(self, app: Any, routes: dict[str, WebSocketEndpoint]) -> None:
+        self.app = app
+        self.routes = routes  # path -> endpoint (filled once the endpoints are defined)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket" and (route := self.routes.get(scope["path"])):
+            await route(WebSocket(scope, receive, send))
+        else:
+            await self.app(scope, receive, send)
 
 
 class BodyLimit:
@@ -206,6 +250,7 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
         # socket (1009).
         "ws_max_size": settings.max_frame_bytes * 2,
         "ws_per_message_deflate": False,
+        "ws": "auto" if WebSocketsSansIOProtocol is None else LeanWebSocketProtocol,
         "lifespan": "on",
         "log_config": None,  # uvicorn's lines go through our logging (voicewire.logs)
     }
