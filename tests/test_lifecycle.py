@@ -242,3 +242,29 @@ async def test_each_write_gets_its_whole_deadline_and_other_cancels_pass_through
     with pytest.raises(asyncio.CancelledError):
         await task
     bp.close()
+
+
+def test_the_derived_session_cap_waits_until_sessions_have_taken_turns() -> None:
+    """The capacity estimate divides CPU since start by turns: in a burst of new connections
+    that is mostly the cost of opening them, and it refused sessions the server could hold
+    (7 of 1,000 in the synchronized-wave benchmark). It applies only once the sessions have
+    taken about a turn each."""
+    from types import SimpleNamespace
+
+    from voicewire.server.lifecycle import Admission
+
+    estimate = {"turns_measured": 60, "sessions": 400}
+    runtime = SimpleNamespace(
+        settings=SimpleNamespace(max_sessions=None, shed_loop_lag_ms=0),
+        capacity=lambda: estimate,
+        metrics=SimpleNamespace(connections_total=1000),
+        store=SimpleNamespace(connected=lambda: 600),
+        monitor=SimpleNamespace(recent_loop_lag_ms=lambda: 0.0),
+    )
+    admission = Admission(runtime)  # type: ignore[arg-type]
+    assert admission.session_cap() is None and admission.check().ok  # 1,000 opened, 60 turns
+    estimate["turns_measured"] = 1200
+    assert admission.session_cap() == 400 and not admission.check().ok
+    runtime.settings.max_sessions = 5000  # set by the operator: always applies
+    estimate["turns_measured"] = 0
+    assert admission.session_cap() == 5000

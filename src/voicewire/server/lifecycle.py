@@ -49,7 +49,11 @@ class Admission:
         if rt.settings.max_sessions is not None:
             return rt.settings.max_sessions
         capacity = rt.capacity()
-        if capacity["turns_measured"] < MIN_TURNS_FOR_ESTIMATE or capacity["sessions"] is None:
+        # the estimate's CPU per turn is CPU since start over turns: until the sessions have
+        # taken a turn each, it is mostly what opening them cost (a burst of connections),
+        # and would refuse sessions the server can hold
+        enough = max(MIN_TURNS_FOR_ESTIMATE, rt.metrics.connections_total)
+        if capacity["turns_measured"] < enough or capacity["sessions"] is None:
             return None
         return max(int(capacity["sessions"]), 1)
 
