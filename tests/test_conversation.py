@@ -15,8 +15,7 @@ import pytest
 
 from tests.test_turn import Recorder
 from voicewire.conversation import Conversation, ConversationConfig, Deps
-from voicewire.conversation.core import _levels
-from voicewire.conversation.replies import ReplyLog, truncate_messages
+from voicewire.conversation.replies import ReplyLog, chunk_levels, truncate_messages
 from voicewire.pipeline.endpointing import SpeechRun
 from voicewire.pipeline.turn_types import NoTools, TurnConfig
 from voicewire.protocol import CostUpdate
@@ -58,7 +57,7 @@ def test_a_long_chunk_keeps_the_level_of_its_loud_word() -> None:
     not its average with the pauses around it."""
     rate = 16_000
     quiet, loud = b"\x00\x00" * (3 * rate // 10), np.full(rate // 10, 8000, "<i2").tobytes()
-    levels = _levels(quiet + loud, rate, offset_ms=1000.0)
+    levels = chunk_levels(quiet + loud, rate, offset_ms=1000.0)
     assert [at for at, _ in levels] == [1000.0, 1100.0, 1200.0, 1300.0]
     assert levels[-1][1] == pytest.approx(8000.0) and levels[0][1] == 0.0
     log = ReplyLog()

@@ -7,8 +7,9 @@ and the utterance records and history. Adapters (``server/connection.py`` for
 and hand the core an ``Emitter``: the core emits the protocol's frame models as its events,
 each adapter serializes them (``/ws/multimodal`` as they are, another protocol by mapping).
 
-Barge-in (``barge_in.py``, this class's base): user speech over a reply stops it at once and
-the history keeps only what was heard. Audio is paced: at most ``audio_lead_ms`` ahead of
+Two parts live in their own modules, as this class's bases: the microphone's path from audio
+to turns (``mic.py``), and barge-in (``barge_in.py``): user speech over a reply stops it at once
+and the history keeps only what was heard. Audio is paced: at most ``audio_lead_ms`` ahead of
 the client's playout, so an interruption wastes little synthesis and the client has little
 to flush.
 """
@@ -22,15 +23,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from voicewire.conversation.barge_in import BargeIn
 from voicewire.conversation.coalesce import TokenCoalescer
-from voicewire.conversation.replies import Replies
+from voicewire.conversation.mic import MicInput
+from voicewire.conversation.replies import Replies, chunk_levels
 from voicewire.conversation.speculation import Speculation
 from voicewire.conversation.tasks import TaskSet
 from voicewire.pipeline.audio_input import AudioInput
-from voicewire.pipeline.endpointing import EndpointEvent, EndpointingConfig
 from voicewire.pipeline.turn import Turn
 from voicewire.pipeline.turn_types import Emitter, ReplyOptions, Tools, TurnConfig, TurnRequest
 from voicewire.protocol import (
@@ -45,8 +44,6 @@ from voicewire.protocol import (
     ProviderFallback,
     RateLimits,
     ServerFrame,
-    SpeechStarted,
-    SpeechStopped,
     StageTimings,
     TokenCounts,
     TtsChunk,
@@ -58,8 +55,6 @@ from voicewire.providers.runner import model_owner
 from voicewire.session import Session, UtteranceRecord, new_id
 
 log = logging.getLogger(__name__)
-MIC_PIECE_BYTES = 3200  # 100 ms of 16 kHz PCM
-HELD_BACK_S = 2.0  # speech ignored this recently starts the turn that interrupts
 # what a client may set for its session (session_update), kept in session.settings
 SETTINGS = ("barge_in", "reports_playback", "max_silence_ms", "token_frames")
 
@@ -112,7 +107,7 @@ async def _nothing() -> None:
     return None
 
 
-class Conversation(BargeIn):
+class Conversation(BargeIn, MicInput):
     def __init__(self, session: Session, deps: Deps, out: Emitter) -> None:
         self.session = session
         self.deps = deps
@@ -181,7 +176,9 @@ class Conversation(BargeIn):
         duration = header.samples * 1000 / header.sample_rate
         # for the echo floor: mic sessions only
         levels = (
-            _levels(pcm, header.sample_rate, header.offset_ms) if self._audio is not None else []
+            chunk_levels(pcm, header.sample_rate, header.offset_ms)
+            if self._audio is not None
+            else []
         )
         reply.add_audio(header.offset_ms, duration, levels, time.perf_counter())
         await self._tokens.flush()
@@ -312,107 +309,6 @@ class Conversation(BargeIn):
         await self.error(ErrorCode.UNKNOWN_UTTERANCE, message, ref, uid)
 
     # ------------------------------------------------------------------ microphone audio
-
-    async def mic_audio(self, pcm: bytes) -> None:
-        """Streamed PCM s16le 16 kHz (even length, checked by the adapter)."""
-        cfg = self.cfg
-        if self._audio is None:
-            endpointing = EndpointingConfig(
-                silence_ms=self.session.silence_ms,
-                min_speech_ms=cfg.vad_min_speech_ms,
-                pause_ms=cfg.speculative_stt_ms,
-                max_silence_ms=self._semantic_ms(),
-            )
-            vad_ends = self.session.turn_detection == "server_vad"
-            self._audio = AudioInput(
-                endpointing,
-                cfg.vad_aggressiveness,
-                vad_ends,
-                cfg.vad_energy_floor,
-                cfg.vad_noise_ratio,
-            )
-        # a long frame (a burst, a recording sent whole) is heard piece by piece, so that
-        # barge-in is decided as often as for audio that comes in real time
-        now = time.perf_counter()
-        for i in range(0, len(pcm), MIC_PIECE_BYTES):
-            await self._hear(pcm[i : i + MIC_PIECE_BYTES], now)
-
-    async def _hear(self, pcm: bytes, now: float) -> None:
-        cfg = self.cfg
-        audio = self._audio
-        assert audio is not None
-        if self._audio_uid is None and not audio.vad_ends_turns:
-            self._audio_uid = new_id("u")
-        audio.set_floor(self._speech_floor())
-        events = audio.feed(pcm, now)
-        while events:
-            for event in events:
-                await self._on_audio_event(event.kind, event.offset_ms, event.audio)
-            if events[-1].kind is not EndpointEvent.CHECK:
-                break
-            # the words so far, judged before more audio is read (speculation.py)
-            reason = await self._speculation.unfinished(self.session.messages())
-            if reason is not None:
-                self.deps.count("turn_waits", reason)
-            end = audio.decide(reason is None)
-            events = ([end] if end else []) + audio.feed(b"", now)
-        held = audio.speech_run_ms >= cfg.interrupt_min_speech_ms
-        if self.barge_in and held and not self._took_floor and self._reply_active():
-            await self._interrupt("speech")
-        collecting = audio.has_speech or not audio.vad_ends_turns
-        if collecting and not await self._within_duration(audio.turn_bytes, None, self._audio_uid):
-            audio.take()
-            self._audio_uid = None
-            self._speculation.drop()
-
-    async def _on_audio_event(
-        self, kind: EndpointEvent, offset_ms: float, turn_audio: bytes | None
-    ) -> None:
-        audio = self._audio
-        assert audio is not None
-        if kind is EndpointEvent.SPEECH_START:
-            if self._audio_uid is None:
-                self._audio_uid = new_id("u")
-            await self.send(SpeechStarted(utterance_id=self._audio_uid, offset_ms=round(offset_ms)))
-        elif kind is EndpointEvent.PAUSE:
-            self._speculation.start(audio.turn_audio)
-        elif kind is EndpointEvent.RESUME:
-            self._speculation.drop()  # the user spoke again: that transcript is already stale
-        elif kind is EndpointEvent.END and turn_audio is not None and self._audio_uid is not None:
-            uid, self._audio_uid = self._audio_uid, None
-            speculation = self._speculation.hand_over()
-            await self.send(SpeechStopped(utterance_id=uid, offset_ms=round(offset_ms)))
-            if self.barge_in and self._reply_active() and not self._took_floor:
-                # too short to take the floor (a cough, "mm-hm") while the agent talks: not a
-                # turn; kept a moment in case it was the start of one ("Wait, ... stop")
-                if speculation is not None:
-                    speculation.cancel()
-                self._held_back = (turn_audio, time.perf_counter())
-                await self._report(uid, "ignored", None)
-                return
-            if self._held_back is not None:
-                held, at = self._held_back
-                self._held_back = None
-                if self._took_floor and time.perf_counter() - at < HELD_BACK_S:
-                    turn_audio = held + turn_audio
-                    if speculation is not None:  # it heard only the second part
-                        speculation.cancel()
-                        speculation = None
-            record = UtteranceRecord(uid, "audio")
-            request = TurnRequest(
-                record,
-                audio.last_speech_at,
-                audio=turn_audio,
-                speculative=speculation,
-                respond=self.auto_respond,
-                options=self.options,
-            )
-            await self._submit(request, None, None)
-
-    def _semantic_ms(self) -> float:
-        """The endpointer's ``max_silence_ms``: 0 (a fixed silence) without speculative STT,
-        which is what the words are judged from."""
-        return float(self.max_silence_ms) if self.cfg.speculative_stt_ms else 0.0
 
     # ------------------------------------------------------------------ utterance queue
 
@@ -573,23 +469,6 @@ class Conversation(BargeIn):
             )
         if told:
             self.deps.save_soon(self.session)
-
-
-def _rms(pcm: bytes) -> float:
-    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32)
-    return float(np.sqrt(np.dot(samples, samples) / max(1, samples.size)))
-
-
-LEVEL_PIECE_MS = 100
-
-
-def _levels(pcm: bytes, rate: int, offset_ms: float) -> list[tuple[float, float]]:
-    """The RMS of each 100 ms of a reply's audio chunk, placed on the reply's timeline: a loud
-    word in a long chunk is not averaged away with the pauses around it."""
-    step = max(2, rate * LEVEL_PIECE_MS // 1000 * 2)
-    return [
-        (offset_ms + i / 2 * 1000 / rate, _rms(pcm[i : i + step])) for i in range(0, len(pcm), step)
-    ]
 
 
 def _llm_tokens(turn: Turn) -> TokenCounts | None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from voicewire.providers.base import Message
 
 ELLIPSIS = "…"  # marks a reply cut where the user stopped hearing it: the LLM sees it
@@ -129,6 +131,23 @@ class Replies:
             level = log.level_near(position, before_ms=600, after_ms=200)
             floor = max(floor, echo, ratio * level)
         return floor
+
+
+def _rms(pcm: bytes) -> float:
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32)
+    return float(np.sqrt(np.dot(samples, samples) / max(1, samples.size)))
+
+
+LEVEL_PIECE_MS = 100
+
+
+def chunk_levels(pcm: bytes, rate: int, offset_ms: float) -> list[tuple[float, float]]:
+    """The RMS of each 100 ms of a reply's audio chunk, placed on the reply's timeline: a loud
+    word in a long chunk is not averaged away with the pauses around it."""
+    step = max(2, rate * LEVEL_PIECE_MS // 1000 * 2)
+    return [
+        (offset_ms + i / 2 * 1000 / rate, _rms(pcm[i : i + step])) for i in range(0, len(pcm), step)
+    ]
 
 
 def truncate_messages(messages: list[Message], heard: str) -> list[Message]:
