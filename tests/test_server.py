@@ -438,3 +438,23 @@ async def test_websocket_paths_and_query_flags_are_checked(fake_server: Make) ->
     async with connect(base + "/v1/realtime?voicewire_events=yes&model=m") as ws:
         created = json.loads(await asyncio.wait_for(ws.recv(), 10))
     assert created["type"] == "session.created" and created["session"]["model"] == "m"
+
+
+async def test_websocket_routes_match_as_starlette_does_under_a_root_path() -> None:
+    from voicewire.server.serving import WebSocketRoutes
+
+    called: list[str] = []
+
+    async def endpoint(ws: Any) -> None:
+        called.append("endpoint")
+
+    async def rest_of_app(scope: Any, receive: Any, send: Any) -> None:
+        called.append("app")
+
+    routes = WebSocketRoutes(rest_of_app, {"/ws/multimodal": endpoint})
+    scope = {"type": "websocket", "path": "/vw/ws/multimodal", "root_path": "/vw", "headers": []}
+    await routes(scope, None, None)  # behind a proxy that mounts the server under /vw
+    await routes({**scope, "path": "/ws/multimodal", "root_path": ""}, None, None)
+    await routes({**scope, "path": "/vw/ws/other"}, None, None)
+    await routes({**scope, "type": "http"}, None, None)
+    assert called == ["endpoint", "endpoint", "app", "app"]

@@ -141,10 +141,14 @@ class WebSocketRoutes:
         self.routes = routes  # path -> endpoint (filled once the endpoints are defined)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket" and (route := self.routes.get(scope["path"])):
-            await route(WebSocket(scope, receive, send))
-        else:
-            await self.app(scope, receive, send)
+        if scope["type"] == "websocket":
+            path, root = scope["path"], scope.get("root_path", "")
+            if root and path.startswith(root):  # mounted under a prefix, as Starlette routes
+                path = path[len(root) :]
+            if (route := self.routes.get(path)) is not None:
+                await route(WebSocket(scope, receive, send))
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:
