@@ -29,6 +29,8 @@ from typing import Any
 from benchmarks.latency_embedded import save_report, start_server
 from benchmarks.spoken_set import (
     HELD_OUT,
+    HELD_OUT_2,
+    HELD_OUT_2_VOICES,
     HELD_OUT_VOICES,
     NOISES,
     TRAILING_MS,
@@ -44,7 +46,11 @@ from voicewire.client import Client
 from voicewire.metrics import percentile
 from voicewire.protocol import INPUT_SAMPLE_RATE
 
-SETS = {"tune": (TUNE, TUNE_VOICES), "held_out": (HELD_OUT, HELD_OUT_VOICES)}
+SETS = {
+    "tune": (TUNE, TUNE_VOICES),
+    "held_out": (HELD_OUT, HELD_OUT_VOICES),
+    "held_out_2": (HELD_OUT_2, HELD_OUT_2_VOICES),
+}
 
 
 def routed(item: Item, calls: list[tuple[str, dict[str, Any]]]) -> bool:

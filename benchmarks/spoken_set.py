@@ -1,11 +1,13 @@
 """A spoken test set for hearing: requests the agent acts on, said by several voices, clean and
 in noise, some with pauses in the middle the way people list things.
 
-Two disjoint halves, written (and committed) before any tuning:
+Disjoint sets, each written (and committed) before the tuning it is kept from:
 
 - ``TUNE``: sentences and voices the endpointing, vocabulary and routing may be tuned on.
 - ``HELD_OUT``: other sentences, said by other voices at other speeds. Nothing is tuned on it;
   it is what the figures in docs/performance.md and the targets in the tests are measured on.
+- ``HELD_OUT_2``: a second held-out set, written after the first had been read (its failures
+  described in docs/performance.md), for the next round of tuning to be measured on, once.
 
 Each item says what a correct hearing must contain (``keywords``: the words the tools depend
 on) and what the agent must do with it (``tool`` and the arguments that decide the answer, or
@@ -242,6 +244,106 @@ HELD_OUT: list[Item] = [
     ),
 ]
 
+# ----------------------------------------------------------------------------- held-out, second
+# Written on 2026-12-03, after the first held-out half had been read (to describe what fails) and
+# before any further tuning: the next round of hearing work is measured on this one, once.
+
+HELD_OUT_2: list[Item] = [
+    Item(
+        ("Please make a line chart of visitors:", "Monday 300, Tuesday 420,", "Wednesday 380."),
+        ("line chart", "visitors"),
+        "generate_chart",
+        chart("line"),
+        (700, 500),
+    ),
+    Item(
+        ("I need a bar chart comparing", "apples 30, pears 45, and plums 12."),
+        ("bar chart",),
+        "generate_chart",
+        chart("bar"),
+        (650,),
+    ),
+    Item(
+        ("Draw a pie chart of time spent:", "sleep 8, work 9, and the rest 7."),
+        ("pie chart",),
+        "generate_chart",
+        chart("pie"),
+        (750,),
+    ),
+    Item(
+        ("Put these in a scatter chart,", "one and 2, three and 5, six and 4."),
+        ("scatter",),
+        "generate_chart",
+        chart("scatter"),
+        (700,),
+    ),
+    Item(
+        ("How busy is the processor at the moment?",),
+        ("processor",),
+        "get_realtime_data",
+        metric("cpu"),
+    ),
+    Item(
+        ("How much RAM are we using?",),
+        ("RAM",),
+        "get_realtime_data",
+        metric("memory"),
+    ),
+    Item(
+        ("Is the disk getting full?",),
+        ("disk",),
+        "get_realtime_data",
+        metric("disk"),
+    ),
+    Item(
+        ("What's the network traffic like right now?",),
+        ("network traffic",),
+        "get_realtime_data",
+        metric("network"),
+    ),
+    Item(
+        ("What is Microsoft's stock price?",),
+        ("Microsoft", "stock price"),
+        "get_realtime_data",
+        metric("stock"),
+    ),
+    Item(
+        ("What's the temperature in Chicago today?",),
+        ("temperature", "Chicago"),
+        "get_realtime_data",
+        metric("temperature"),
+    ),
+    Item(
+        ("What do you make of this review?", "Honestly the food was cold and the staff rude."),
+        ("review",),
+        "analyze_sentiment",
+        {},
+        (600,),
+    ),
+    Item(
+        ("Check the sentiment of this tweet:", "best concert of my life, I'm still smiling."),
+        ("sentiment", "tweet"),
+        "analyze_sentiment",
+        {},
+        (650,),
+    ),
+    Item(
+        ("How many users are connected right now?",),
+        ("users", "connected"),
+        "get_realtime_data",
+        metric("sessions"),
+    ),
+    Item(("Hi there, how's your day going?",), (), None),
+    Item(("Okay, that's all for now. Bye!",), (), None),
+    Item(
+        ("Chart my savings by month as bars,", "January 200, February 260, March 310."),
+        ("savings",),
+        "generate_chart",
+        chart("bar"),
+        (700,),
+    ),
+]
+
 # The tuning half is heard by Piper joe and two espeak voices; the held-out half by other
 # espeak voices, variants and speeds, and by Piper at another speed.
 TUNE_VOICES = [
@@ -255,6 +357,13 @@ HELD_OUT_VOICES = [
     Voice("espeak", "en-us+f4", 150, pitch=65),
     Voice("espeak", "en-gb-x-rp+m7", 190),
     Voice("piper", "joe", 210),
+]
+HELD_OUT_2_VOICES = [  # accents and variants neither earlier half used
+    Voice("espeak", "en-gb-x-gbclan", 170),
+    Voice("espeak", "en-gb-x-gbcwmd+f2", 165, pitch=58),
+    Voice("espeak", "en-us-nyc+m4", 180, pitch=45),
+    Voice("espeak", "en+f5", 155, pitch=70),
+    Voice("piper", "joe", 150),
 ]
 NOISES = [None, ("white", 15.0), ("pink", 15.0)]
 TRAILING_MS = 3000  # an open microphone after the request (> max_silence_ms)
