@@ -121,12 +121,12 @@ if WebSocketsSansIOProtocol is not None:
         """uvicorn's WebSocket protocol (what ``ws="auto"`` picks), forgetting the handshake
         once it is answered: it keeps the request and the response, headers and all, for the
         connection's life (~2 KB of an idle session, measured), and reads neither after the
-        accept."""
+        accept. Hooked where uvicorn starts the keep-alive, once, just after it sent the
+        accept: not on ``send``, which every frame goes through."""
 
-        async def send(self, message: Any) -> None:
-            await super().send(message)
-            if message["type"] == "websocket.accept":
-                self.request = self.response = None
+        def start_keepalive(self) -> None:
+            super().start_keepalive()
+            self.request = self.response = None
 
 
 class WebSocketRoutes:
