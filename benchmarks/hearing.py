@@ -15,8 +15,8 @@ so accuracy is the same as in real time, and it is quick) or ``realtime`` (a mic
 for latency). ``vad`` lets the server end the turn; ``commit`` sends ``audio_commit`` at the end
 of the speech (push-to-talk).
 
-    python benchmarks/hearing.py --set held_out --out benchmarks/results/hearing-held_out.json
-    python benchmarks/hearing.py --set tune --noise clean --env VOICEWIRE_STT_WINDOW_S=10
+    python -m benchmarks.hearing --set held_out --out benchmarks/results/hearing-held_out.json
+    python -m benchmarks.hearing --set tune --noise clean --env VOICEWIRE_STT_WINDOW_S=10
 """
 
 from __future__ import annotations
