@@ -31,6 +31,8 @@ from benchmarks.spoken_set import (
     HELD_OUT,
     HELD_OUT_2,
     HELD_OUT_2_VOICES,
+    HELD_OUT_3,
+    HELD_OUT_3_VOICES,
     HELD_OUT_VOICES,
     NOISES,
     TRAILING_MS,
@@ -50,6 +52,7 @@ SETS = {
     "tune": (TUNE, TUNE_VOICES),
     "held_out": (HELD_OUT, HELD_OUT_VOICES),
     "held_out_2": (HELD_OUT_2, HELD_OUT_2_VOICES),
+    "held_out_3": (HELD_OUT_3, HELD_OUT_3_VOICES),
 }
 
 
