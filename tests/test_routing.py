@@ -72,6 +72,33 @@ def test_near_misses_of_trigger_phrases_are_healed(heard: str, meant: str) -> No
         ),
         ("Is this a happy message: we won!", ("analyze_sentiment", {"text": "we won!"})),
         ("How full is the hard drive?", ("get_realtime_data", {"metric": "disk"})),
+        # each of these phrasings reached no tool before the synonyms were widened
+        ("Is the disk getting full?", ("get_realtime_data", {"metric": "disk"})),
+        ("Are we running out of storage?", ("get_realtime_data", {"metric": "disk"})),
+        (
+            "How many of them are connected right now?",
+            ("get_realtime_data", {"metric": "sessions"}),
+        ),
+        ("How many clients are logged in?", ("get_realtime_data", {"metric": "sessions"})),
+        ("What's the temp in Oslo?", ("get_realtime_data", {"metric": "temperature"})),
+        ("Is the internet speed okay?", ("get_realtime_data", {"metric": "network"})),
+        (
+            "What do you make of this review? The soup was cold.",
+            ("analyze_sentiment", {"text": "The soup was cold."}),
+        ),
+        ("How loaded is the processor?", ("get_realtime_data", {"metric": "cpu"})),
+        (
+            "What do you make of this? I love it so much.",
+            ("analyze_sentiment", {"text": "I love it so much."}),
+        ),
+        (
+            "Thoughts on this comment: the app keeps crashing.",
+            ("analyze_sentiment", {"text": "the app keeps crashing."}),
+        ),
+        (
+            "How does this email come across: we regret the delay.",
+            ("analyze_sentiment", {"text": "we regret the delay."}),
+        ),
         (
             "Compare sales: north 4, south 6.",
             (
@@ -90,7 +117,14 @@ def test_requests_without_the_tool_words(said: str, call: tuple[str, dict[str, A
 
 @pytest.mark.parametrize(
     "said",
-    ["Show me how to cook rice.", "I have 2 cats and 3 dogs.", "Is it sad that I like rain?"],
+    [
+        "Show me how to cook rice.",
+        "I have 2 cats and 3 dogs.",
+        "Is it sad that I like rain?",
+        "How many people live in Tokyo?",  # "how many people" alone is not a session count
+        "Read this email to me.",
+        "I bought a new hard drive.",
+    ],
 )
 def test_ordinary_sentences_call_no_tool(said: str) -> None:
     from voicewire.providers.local.routing import plan

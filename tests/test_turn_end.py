@@ -16,6 +16,8 @@ from voicewire.pipeline.turn_end import unfinished_reason
         "Show me a bar chart of sales: January 120, February 150, and March 90.",
         "What is the sentiment of this review? The food was great.",
         "What is 5 plus 3?",
+        "Put these in a scatter chart: 1 and 2, 3 and 5, and 6 and 4.",  # closed by "and"
+        "I am 30 and 40.",
         "I am 30.",
         "",
     ],
@@ -37,6 +39,12 @@ def test_finished_requests_end_at_once(text: str) -> None:
         ("Analyze the sentiment of this customary mail.", "missing data"),  # its text follows
         ("Plot a line chart of visitors. Monday 30.", "list"),
         ("Rent 1200, food 400, travel 250.", "list"),  # no "and ..." closed it
+        ("Put these in a scatter chart. 1 and 2, 3 and 5.", "list"),  # pairs: "and" closes none
+        ("I need a bar chart comparing", "last word"),
+        ("What do you make of this review?", "missing data"),  # the review follows
+        ("Thoughts on this tweet?", "missing data"),
+        ("What do you make on this menu?", "missing data"),  # an opinion of what follows
+        ("Put these in a scatter chart, 1 and 2.", "list"),
     ],
 )
 def test_unfinished_requests_wait(text: str, why: str) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 from voicewire.providers.base import Message
-from voicewire.providers.local.routing import CHART_WORDS, SENTIMENT, plan
+from voicewire.providers.local.routing import CHART_WORDS, OPINION, SENTIMENT, plan
 
 # Words a finished sentence does not end on (Whisper writes a period after them all the same).
 HANGING_WORDS = frozenset(
@@ -29,6 +29,7 @@ HANGING_WORDS = frozenset(
     is are was were be been being am do does did has have had will would can could should
     um uh er erm hmm
     plus minus including between among
+    comparing showing listing containing featuring such namely
     """.split()  # noqa: SIM905 - a list of 80 quoted words would hide what it is
 )
 _TRAILING = re.compile(r"(?:[,:;\u2013\u2014-]|\.\.\.|\u2026)\s*$")
@@ -38,6 +39,11 @@ _POINTS_AHEAD = re.compile(
     r"\b(?:this|these|the following|following|my|our)(?:\s+[A-Za-z'-]+){1,2}\s*[.?!]?\s*$", re.I
 )
 # ends on a figure ("30", "30th", "1,200."), not on a question mark: a question is done
+# an opinion of "this ..." with nothing before it to be about: the thing itself comes next
+_ASKS_OF_WHAT_FOLLOWS = re.compile(
+    rf"\b{OPINION} (?:this|these|the following)(?: [A-Za-z'-]+){{0,2}}\s*[.?!:]?\s*$", re.I
+)
+_PAIR = re.compile(r"^\s*(?:and\s+)?\d[\d.]*\s+and\s+\d[\d.]*\s*$", re.I)  # "3 and 5"
 _ENDS_ON_NUMBER = re.compile(r"\d[\d,.]*(?:%|st|nd|rd|th)?[\s.,;:]*$", re.I)
 
 
@@ -49,8 +55,14 @@ def _open_list(text: str) -> bool:
     if len(re.findall(r"\d+", text)) < 2 and not CHART_WORDS.search(text):
         return False
     tail = text.rstrip(" .!?")
-    cut = max(tail.rfind(","), tail.rfind(";"), tail.rfind(":"))
-    return not re.search(r"\b(and|then)\b", tail[cut + 1 :], re.I)
+    items = re.split(r"[,;:]|\.\s", tail)
+    last = items[-1]
+    if _PAIR.match(last) and (
+        any(_PAIR.match(item) for item in items[:-1]) or CHART_WORDS.search(items[0])
+    ):
+        # x-y pairs said with "and" ("1 and 2, 3 and 5"): that "and" closes nothing
+        return not re.match(r"\s*and\b", last, re.I)
+    return not re.search(r"\b(and|then)\b", last, re.I)
 
 
 def unfinished_reason(text: str, history: list[Message] | None = None) -> str | None:
@@ -67,6 +79,8 @@ def unfinished_reason(text: str, history: list[Message] | None = None) -> str | 
         return "last word"
     if _open_list(text):
         return "list"
+    if _ASKS_OF_WHAT_FOLLOWS.search(text) and not any(m.get("tool_calls") for m in history or []):
+        return "missing data"
     planned = plan(text, history or [])
     sentiment = SENTIMENT.search(text)
     if planned.need_data or (sentiment and (not planned.calls or _POINTS_AHEAD.search(text))):

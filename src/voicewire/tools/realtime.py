@@ -24,7 +24,8 @@ REAL_METRICS = ("cpu", "memory", "disk", "network", "sessions", "latency")
 SIMULATED_METRICS = ("stock", "temperature")
 METRICS = REAL_METRICS + SIMULATED_METRICS
 VOCABULARY = (
-    "CPU usage", "memory", "disk space", "network traffic", "active sessions", "latency",
+    "CPU usage", "processor", "memory", "RAM", "disk space", "network traffic", "bandwidth",
+    "active sessions", "connected users", "latency",
     "stock price", "temperature", "weather",
     "Apple", "Microsoft", "Google", "Amazon", "Tesla", "Nvidia", "Meta", "Netflix",
 )  # fmt: skip

@@ -60,5 +60,5 @@ SENTIMENT_TOOL = Tool(
     description="Score the sentiment of a text (VADER): compound -1..1, shares, and a label.",
     args=SentimentArgs,
     run=analyze_sentiment,
-    vocabulary=("sentiment", "positive or negative", "review", "email", "message"),
+    vocabulary=("sentiment", "positive or negative", "review", "email", "message", "tweet"),
 )

@@ -38,8 +38,26 @@ FOLLOW_UP = re.compile(
 )
 SWITCH = re.compile(r"\b(?:switch|turn|convert|change|redraw|as)\b", re.I)  # "switch to a pie"
 _FEELING = r"(?:positive|negative|happy|sad|angry|upset|annoyed|pleased|rude|friendly|mad)"
+# the kinds of text a person asks the agent to read: "what do you make of this review?"
+_TEXT_KIND = (
+    r"(?:text|sentences?|reviews?|messages?|comments?|phrase|line|quote|words|e-?mails?|"
+    r"tweets?|posts?|feedback|note|reply|replies|letter|statement)"
+)
+# an opinion asked of something: "what do you make of ...", "thoughts on ..."
+OPINION = (
+    r"(?:what do you (?:make|think) (?:of|on|about)|how do you (?:read|feel about)|"
+    r"(?:your )?(?:thoughts|opinion|take) on|how would you (?:read|rate|judge))"
+)
 SENTIMENT = re.compile(
-    r"\b(sentiment|tone|mood)\b|\bhow does (?:this|that|it)(?: \w+)? sound\b"
+    r"\b(sentiment|tone|mood)\b|\bhow does (?:this|that|it)(?: \w+)? (?:sound|come across)\b"
+    # of a text: "what do you make of this review?", "thoughts on this tweet"
+    rf"|\b(?:{OPINION}|rate|judge|analy[sz]e|evaluate) (?:this|that|these|the following|the|my|"
+    rf"our)(?: \w+)? {_TEXT_KIND}\b"
+    # of whatever follows, said at once: "what do you make of this menu? the soup was cold"
+    rf"|\b{OPINION} (?:this|these|the following)(?: \w+){{0,2}}(?=\s*[?:]\s*\S+(?:\s+\S+){{2}})"
+    rf"|\bhow (?:does|do) (?:this|that|these|the)(?: \w+)? {_TEXT_KIND} (?:sound|feel|read|"
+    r"come across)\b"
+    r"|\b(?:feeling|emotion|attitude|vibe)s? (?:of|in|behind) (?:this|that|these|the)\b"
     r"|\b(?:is (?:this|that|it) )?positive or negative\b|\bhow (?:positive|negative) is\b"
     r"|\b(?:is|was|does) (?:this|that|it)(?: \w+)? (?:sound )?(?:positive|negative)\b"
     # "is this a happy message: ...", "tell me if this customer is angry: ..."
@@ -59,20 +77,33 @@ SENTIMENT_LEAD = re.compile(
 )
 HOST_QUESTION = re.compile(
     r"\b(usage|use|used|using|load|how much|how full|current|currently|level|status|free|"
-    r"utili[sz]ation|what|show|check|tell|give|how(?:'s| is| are)|doing|busy|left)\b",
+    r"utili[sz]ation|what|show|check|tell|give|how(?:'s| is| are)|doing|busy|left|full|"
+    r"filling|capacity|room|running (?:out|low|hot)|consum\w*|okay|ok|fine|healthy|slow|high|"
+    r"how \w+ (?:is|are)|at the moment|right now)\b",
     re.I,
 )
 # metric -> pattern; host metrics also need a question word (HOST_QUESTION)
 METRICS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("cpu", re.compile(r"\b(cpu|c\.? ?p\.? ?u\.?|processor|compute load)\b", re.I)),
+    (
+        "cpu",
+        re.compile(r"\b(cpu|c\.? ?p\.? ?u\.?|processors?|compute load|processing load)\b", re.I),
+    ),
     ("memory", re.compile(r"\b(memory|ram)\b", re.I)),
-    ("disk", re.compile(r"\b(disk|disc|storage|drive space|hard drive)\b", re.I)),
-    ("network", re.compile(r"\b(network|bandwidth|traffic)\b", re.I)),
+    (
+        "disk",
+        re.compile(r"\b(disks?|discs?|storage|drive space|hard drives?|ssd|free space)\b", re.I),
+    ),
+    (
+        "network",
+        re.compile(r"\b(network|bandwidth|traffic|throughput|internet (?:speed|usage))\b", re.I),
+    ),
     (
         "sessions",
         re.compile(
-            r"\b(sessions?|connections?|users?|people)\b.*\b(connected|online|active)\b"
-            r"|\bhow many (sessions|connections|users|people)\b",
+            r"\b(sessions?|connections?|users?|people|clients?|callers?)\b.*"
+            r"\b(connected|online|active|logged in)\b"
+            r"|\bhow many (?:\w+ )?(sessions|connections|users|clients|callers)\b"
+            r"|\bhow many\b[^.?!]*\b(connected|online|logged in|talking to you)\b",
             re.I,
         ),
     ),
@@ -81,7 +112,14 @@ METRICS: tuple[tuple[str, re.Pattern[str]], ...] = (
         re.compile(r"\b(latency|response times?|time to first audio|how fast are you)\b", re.I),
     ),
     ("stock", re.compile(r"\b(stocks?|share price|shares|ticker|trading at|stock price)\b", re.I)),
-    ("temperature", re.compile(r"\b(temperature|how (hot|cold|warm) is it|weather)\b", re.I)),
+    (
+        "temperature",
+        re.compile(
+            r"\b(temperature|temp|degrees|forecast|weather|how (?:hot|cold|warm) is it|"
+            r"is it (?:hot|cold|warm|freezing|raining|sunny))\b",
+            re.I,
+        ),
+    ),
 )
 HOST_METRICS = {"cpu", "memory", "disk", "network"}
 TICKERS = {

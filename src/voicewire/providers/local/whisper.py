@@ -34,6 +34,9 @@ FULL_WINDOW_FRAMES = 3000  # 30 s of 10 ms mel frames
 MAX_COMPRESSION_RATIO = 2.0
 BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 MODELS = ("base", "tiny.en")  # the embedded models, default first
+FRAME = 320  # 20 ms at 16 kHz: the unit the pause search works in
+MIN_LETTERS_PER_S = 8.0  # a transcript with fewer for its voiced audio was cut (_short_for)
+MIN_PAUSE_S = 0.4  # a pause after which Whisper may stop (_tail_after_pause)
 
 
 def default_model_path() -> Path:
@@ -55,6 +58,48 @@ def base_model_files() -> dict[str, Any]:
     files = {name: (one / name).read_bytes() for name in ("config.json", "tokenizer.json")}
     files["vocabulary.txt"] = (one / "vocabulary.txt").read_bytes()
     return {"model.bin": model, **files}
+
+
+def _voiced_frames(audio: np.ndarray) -> np.ndarray:
+    """Which 20 ms frames are louder than the room: above 3x the quietest tenth of frames, and
+    above a floor for digital silence."""
+    frames = audio[: audio.size // FRAME * FRAME].reshape(-1, FRAME)
+    rms = np.sqrt(np.mean(frames**2, axis=1)) if frames.size else np.zeros(0)
+    if not rms.size:
+        return rms.astype(bool)
+    return rms > max(0.01, 3 * float(np.percentile(rms, 10)))
+
+
+def _short_for(text: str, audio: np.ndarray) -> bool:
+    """Too little said for the voiced audio: Whisper at times ends its transcript at a long
+    pause and drops everything after it (lists said with a breath after "... of visitors.").
+    The measure is letters per voiced second, a digit counting as a short word (5): people say
+    12-25; cut transcripts measured 4-7, whole ones never under 8.9 (docs/performance.md)."""
+    voiced_s = float(np.count_nonzero(_voiced_frames(audio))) * FRAME / SAMPLE_RATE
+    spoken = sum(c.isalpha() for c in text) + 5 * sum(c.isdigit() for c in text)
+    return voiced_s >= 2.0 and spoken < MIN_LETTERS_PER_S * voiced_s
+
+
+def _tail_after_pause(audio: np.ndarray) -> np.ndarray | None:
+    """The audio after the longest pause inside the speech (>= ``MIN_PAUSE_S``), or None."""
+    voiced = _voiced_frames(audio)
+    where = np.flatnonzero(voiced)
+    if where.size < 2:
+        return None
+    gaps = np.diff(where)
+    longest = int(np.argmax(gaps))
+    if (gaps[longest] - 1) * FRAME / SAMPLE_RATE < MIN_PAUSE_S:
+        return None
+    start = int(where[longest + 1]) * FRAME - FRAME * 5  # 100 ms of lead-in
+    return audio[max(0, start) :]
+
+
+def _already_in(more: str, text: str) -> bool:
+    """The tail's words are already the end of the transcript (it was not cut after all)."""
+    from rapidfuzz import fuzz
+
+    end = " ".join(text.split()[-len(more.split()) :])
+    return fuzz.ratio(more.lower(), end.lower()) >= 80
 
 
 def _looks_degenerate(text: str) -> bool:
@@ -96,14 +141,22 @@ class WhisperSTT:
         else:
             raise ValueError(f"unknown embedded Whisper model {model!r}; one of {MODELS}")
         tok = self._model.hf_tokenizer
-        self._prompt = [tok.token_to_id("<|startoftranscript|>")]
+        self._start = [tok.token_to_id("<|startoftranscript|>")]
         if self._model.model.is_multilingual:
-            self._prompt += [tok.token_to_id("<|en|>"), tok.token_to_id("<|transcribe|>")]
-        self._prompt.append(tok.token_to_id("<|notimestamps|>"))
-        if vocabulary:  # as if said just before: Whisper leans toward these words
-            prev = tok.encode(" " + vocabulary.strip(), add_special_tokens=False).ids
-            self._prompt = [tok.token_to_id("<|startofprev|>"), *prev[-100:], *self._prompt]
+            self._start += [tok.token_to_id("<|en|>"), tok.token_to_id("<|transcribe|>")]
+        self._start.append(tok.token_to_id("<|notimestamps|>"))
+        self._vocabulary = vocabulary.strip()
+        self._prompt = self._prompt_after("")
         self._eot = tok.token_to_id("<|endoftext|>")
+
+    def _prompt_after(self, said: str) -> list[int]:
+        """The decoder's prompt: the vocabulary, as if said just before (Whisper leans toward
+        these words), then ``said`` (the turn's words so far, when its tail is heard alone)."""
+        before = " ".join(w for w in (self._vocabulary, said) if w)
+        if not before:
+            return list(self._start)
+        ids = self._model.hf_tokenizer.encode(" " + before, add_special_tokens=False).ids
+        return [self._model.hf_tokenizer.token_to_id("<|startofprev|>"), *ids[-200:], *self._start]
 
     async def transcribe(self, pcm: bytes, sample_rate: int) -> Transcript:
         if sample_rate != SAMPLE_RATE:
@@ -127,14 +180,28 @@ class WhisperSTT:
         frames = features.shape[-1]
         if frames > FULL_WINDOW_FRAMES:
             return self._long_form(audio)
-        window = max(self.window_frames, frames + 50)
-        seconds = audio.size / SAMPLE_RATE
-        text = self._decode(features, min(window, FULL_WINDOW_FRAMES), seconds, beam)
-        if _looks_degenerate(text) and window < FULL_WINDOW_FRAMES:
-            text = self._decode(features, FULL_WINDOW_FRAMES, seconds, beam)
+        text = self._whole(features, audio.size / SAMPLE_RATE, beam, self._prompt)
+        tail = _tail_after_pause(audio) if _short_for(text, audio) else None
+        if tail is not None:  # Whisper stopped at a pause: hear what came after it on its own
+            rest = tail.size / SAMPLE_RATE
+            more = self._whole(
+                self._model.feature_extractor(tail), rest, beam, self._prompt_after(text)
+            )
+            if more and not _looks_degenerate(more) and not _already_in(more, text):
+                text = f"{text} {more}"
         return text
 
-    def _decode(self, features: np.ndarray, window: int, seconds: float, beam: int) -> str:
+    def _whole(self, features: np.ndarray, seconds: float, beam: int, prompt: list[int]) -> str:
+        frames = features.shape[-1]
+        window = max(self.window_frames, frames + 50)
+        text = self._decode(features, min(window, FULL_WINDOW_FRAMES), seconds, beam, prompt)
+        if _looks_degenerate(text) and window < FULL_WINDOW_FRAMES:
+            text = self._decode(features, FULL_WINDOW_FRAMES, seconds, beam, prompt)
+        return text
+
+    def _decode(
+        self, features: np.ndarray, window: int, seconds: float, beam: int, prompt: list[int]
+    ) -> str:
         import ctranslate2
 
         padded = np.zeros((features.shape[0], window), dtype=np.float32)
@@ -142,10 +209,10 @@ class WhisperSTT:
         padded[:, :n] = features[:, :n]
         result = self._model.model.generate(
             ctranslate2.StorageView.from_array(padded[None]),
-            [self._prompt],
+            [prompt],
             beam_size=beam,
             # People say at most ~4 words/s; bound the decode so a loop cannot run away.
-            max_length=len(self._prompt) + min(224, int(seconds * 12) + 16),  # prompt counts
+            max_length=len(prompt) + min(224, int(seconds * 12) + 16),  # prompt counts
             suppress_blank=True,
         )
         ids = [t for t in result[0].sequences_ids[0] if t < self._eot]
