@@ -164,12 +164,19 @@ class Settings(BaseSettings):
 
     # Turn taking.
     turn_detection: TurnDetection = "server_vad"
-    silence_ms: int = Field(default=300, ge=100, le=5000)
+    # 400: people leave 300-380 ms between two sentences of one turn ("Okay, that's all for
+    # now. Bye!"); with 300 a fifth of such turns split. Costs ~75 ms of time to first audio in
+    # real time, less than that in practice: the transcript is rarely ready sooner
+    # (docs/performance.md, "Hearing").
+    silence_ms: int = Field(default=400, ge=100, le=5000)
     # ... unless what was said sounds unfinished ("a bar chart of sales:", "... and"): then up
     # to this much silence (pipeline/turn_end.py). At or below silence_ms: a fixed silence.
     # Needs speculative STT (on by default for embedded STT).
     max_silence_ms: int = Field(default=1200, ge=0, le=10000)
-    vad_aggressiveness: int = Field(default=2, ge=0, le=3)
+    # The speech detector: Silero (a small network, in noise it keeps hearing the quiet
+    # consonants webrtcvad loses: pipeline/silero.py) or webrtcvad (cheaper, ~10x less CPU).
+    vad: Literal["silero", "webrtc"] = "silero"
+    vad_aggressiveness: int = Field(default=2, ge=0, le=3)  # webrtcvad's
     # Consecutive speech that starts a turn; the pre-roll keeps the onset, so this adds no
     # latency, and it ignores the few frames webrtcvad flags whenever the noise floor changes.
     vad_min_speech_ms: int = Field(default=120, ge=20, le=2000)

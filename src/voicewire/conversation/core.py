@@ -64,6 +64,7 @@ class ConversationConfig:
     max_text_chars: int = 4000
     max_audio_s: float = 60.0
     max_queued_utterances: int = 8
+    vad: str = "silero"  # or "webrtc"
     vad_aggressiveness: int = 2
     vad_min_speech_ms: int = 120
     vad_energy_floor: float = 150.0

@@ -67,6 +67,7 @@ class MicInput:
                 vad_ends,
                 cfg.vad_energy_floor,
                 cfg.vad_noise_ratio,
+                cfg.vad,
             )
         # a long frame (a burst, a recording sent whole) is heard piece by piece, so that
         # barge-in is decided as often as for audio that comes in real time

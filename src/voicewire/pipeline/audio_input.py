@@ -2,8 +2,8 @@
 
 One ``AudioInput`` exists per session only once the session sends audio, so text-only and idle
 sessions pay nothing for it. Clients may send any chunk size; audio is re-framed into 20 ms
-frames for webrtcvad. Before speech starts only a short pre-roll is kept, so a silent open
-microphone never grows memory.
+frames for the speech detector (Silero by default, ``silero.py``; or webrtcvad). Before speech
+starts only a short pre-roll is kept, so a silent open microphone never grows memory.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from voicewire.pipeline.endpointing import (
     EndpointingConfig,
     SpeechRun,
 )
+from voicewire.pipeline.silero import SileroVad
 from voicewire.protocol import INPUT_SAMPLE_RATE
 
 FRAME_MS = 20
@@ -48,8 +49,11 @@ class AudioInput:
         vad_ends_turns: bool,
         energy_floor: float = 150.0,
         noise_ratio: float = 1.5,
+        vad: str = "webrtc",
     ) -> None:
-        self._vad = webrtcvad.Vad(aggressiveness)
+        self._vad: webrtcvad.Vad | SileroVad = (
+            SileroVad(energy_floor) if vad == "silero" else webrtcvad.Vad(aggressiveness)
+        )
         self._floor_ms = 0.0  # compared with sum of squares, not RMS: no square root per frame
         self.set_floor(energy_floor)
         self.endpointer = Endpointer(config)
@@ -89,7 +93,8 @@ class AudioInput:
             samples = np.frombuffer(frame, dtype=np.int16).astype(np.float32)
             energy = float(np.dot(samples, samples))
             loud = energy >= max(self._floor_ms, self._background(energy))
-            speech = loud and self._vad.is_speech(frame, INPUT_SAMPLE_RATE)
+            heard = self._vad.is_speech(frame, INPUT_SAMPLE_RATE)  # Silero keeps state: always
+            speech = loud and heard
             if speech:
                 self.last_speech_at = now
             self._run.update(speech, FRAME_MS)

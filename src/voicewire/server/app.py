@@ -320,6 +320,7 @@ def conversation_deps(runtime: Runtime) -> Deps:
             max_text_chars=s.max_text_chars,
             max_audio_s=s.max_audio_s,
             max_queued_utterances=s.max_queued_utterances,
+            vad=s.vad,
             vad_aggressiveness=s.vad_aggressiveness,
             vad_min_speech_ms=s.vad_min_speech_ms,
             vad_energy_floor=s.vad_energy_floor,

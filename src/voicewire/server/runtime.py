@@ -21,6 +21,7 @@ from voicewire.costs.prices import PriceTable
 from voicewire.costs.retention import roll_up
 from voicewire.metrics import TurnMetrics
 from voicewire.monitor import ResourceMonitor
+from voicewire.pipeline import silero
 from voicewire.pipeline.turn_types import Tools, TurnConfig
 from voicewire.providers import build_providers, endpoint_key, parse
 from voicewire.providers.base import Providers, redact
@@ -111,6 +112,8 @@ class Runtime:
                     words = getattr(self.tools, "vocabulary", lambda: "")()
                     settings = settings.model_copy(update={"stt_vocabulary": words})
                 self.providers = await asyncio.to_thread(self._factory, settings, self.runner)
+            if self.settings.vad == "silero":  # the first session that speaks waits not
+                await asyncio.to_thread(silero.load)
             if self.settings.warmup:
                 await asyncio.to_thread(warm_tools)
                 checks = asyncio.create_task(self.providers.check_endpoints())

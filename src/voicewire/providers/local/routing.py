@@ -45,7 +45,7 @@ _TEXT_KIND = (
 )
 # an opinion asked of something: "what do you make of ...", "thoughts on ..."
 OPINION = (
-    r"(?:what do you (?:make|think) (?:of|on|about)|how do you (?:read|feel about)|"
+    r"(?:what (?:do|would|will) you (?:make|think) (?:of|on|about)|how do you (?:read|feel about)|"
     r"(?:your )?(?:thoughts|opinion|take) on|how would you (?:read|rate|judge))"
 )
 SENTIMENT = re.compile(
