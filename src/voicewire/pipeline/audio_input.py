@@ -49,7 +49,7 @@ class AudioInput:
         vad_ends_turns: bool,
         energy_floor: float = 150.0,
         noise_ratio: float = 1.5,
-        vad: str = "webrtc",
+        vad: str = "webrtc",  # or "silero"; the server's default is Silero (config.py)
     ) -> None:
         self._vad: webrtcvad.Vad | SileroVad = (
             SileroVad(energy_floor) if vad == "silero" else webrtcvad.Vad(aggressiveness)

@@ -38,12 +38,12 @@ _LAST_WORD = re.compile(r"([A-Za-z']+)\W*$")
 _POINTS_AHEAD = re.compile(
     r"\b(?:this|these|the following|following|my|our)(?:\s+[A-Za-z'-]+){1,2}\s*[.?!]?\s*$", re.I
 )
-# ends on a figure ("30", "30th", "1,200."), not on a question mark: a question is done
 # an opinion of "this ..." with nothing before it to be about: the thing itself comes next
 _ASKS_OF_WHAT_FOLLOWS = re.compile(
     rf"\b{OPINION} (?:this|these|the following)(?: [A-Za-z'-]+){{0,2}}\s*[.?!:]?\s*$", re.I
 )
 _PAIR = re.compile(r"^\s*(?:and\s+)?\d[\d.]*\s+and\s+\d[\d.]*\s*$", re.I)  # "3 and 5"
+# ends on a figure ("30", "30th", "1,200."), not on a question mark: a question is done
 _ENDS_ON_NUMBER = re.compile(r"\d[\d,.]*(?:%|st|nd|rd|th)?[\s.,;:]*$", re.I)
 
 

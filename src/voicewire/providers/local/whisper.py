@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rapidfuzz import fuzz
 
 from voicewire.providers.base import ProviderError, Transcript, Usage
 from voicewire.providers.runner import ModelRunner, Priority, model_priority
@@ -96,8 +97,6 @@ def _tail_after_pause(audio: np.ndarray) -> np.ndarray | None:
 
 def _already_in(more: str, text: str) -> bool:
     """The tail's words are already the end of the transcript (it was not cut after all)."""
-    from rapidfuzz import fuzz
-
     end = " ".join(text.split()[-len(more.split()) :])
     return fuzz.ratio(more.lower(), end.lower()) >= 80
 
