@@ -113,6 +113,7 @@ async def test_a_turn_cut_by_the_disconnect_is_reported_interrupted_on_resume(
         await client.close()
         query = f"?session_id={client.session_id}&resume_token={client.init.resume_token}"
         again = await Client.connect(b.ws_url + query)
+        assert again.init.resumed  # a failure below is then the report, not the resume
         done = await again.expect("utterance_complete")
         assert done.utterance_id == ack.utterance_id and done.status == "interrupted"  # type: ignore[attr-defined]
         await again.close()
