@@ -51,8 +51,9 @@ class AudioInput:
         noise_ratio: float = 1.5,
         vad: str = "webrtc",  # or "silero"; the server's default is Silero (config.py)
     ) -> None:
+        self._stateful = vad == "silero"
         self._vad: webrtcvad.Vad | SileroVad = (
-            SileroVad(energy_floor) if vad == "silero" else webrtcvad.Vad(aggressiveness)
+            SileroVad(energy_floor) if self._stateful else webrtcvad.Vad(aggressiveness)
         )
         self._floor_ms = 0.0  # compared with sum of squares, not RMS: no square root per frame
         self.set_floor(energy_floor)
@@ -93,7 +94,9 @@ class AudioInput:
             samples = np.frombuffer(frame, dtype=np.int16).astype(np.float32)
             energy = float(np.dot(samples, samples))
             loud = energy >= max(self._floor_ms, self._background(energy))
-            heard = self._vad.is_speech(frame, INPUT_SAMPLE_RATE)  # Silero keeps state: always
+            # Silero carries state from window to window, so it hears every frame; webrtcvad
+            # is asked only about frames loud enough to matter
+            heard = (loud or self._stateful) and self._vad.is_speech(frame, INPUT_SAMPLE_RATE)
             speech = loud and heard
             if speech:
                 self.last_speech_at = now
