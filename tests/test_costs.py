@@ -373,3 +373,56 @@ def test_migrations_are_versioned_and_run_once(ledger_target: str) -> None:
     latest = MIGRATIONS[db.kind][-1][0]
     assert sorted(results) == [(0, latest)] + [(latest, latest)] * 3  # one did the work
     assert db.migrate() == (latest, latest)
+
+
+def test_a_worker_opening_a_new_ledger_file_while_another_writes_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite refuses the switch to WAL at once (no busy wait) when another connection holds
+    the write lock; the opener tries again instead of failing (it failed CI: four workers'
+    migrations starting together on a new file)."""
+    import sqlite3
+    import threading
+
+    from voicewire.costs import db as db_module
+
+    path = tmp_path / "ledger.sqlite3"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE t (x)")
+    writer.execute("BEGIN IMMEDIATE")  # the write lock, in the rollback journal of a new file
+    writer.execute("INSERT INTO t VALUES (1)")
+
+    statements: list[str] = []
+    retried = threading.Event()
+    real_connect = sqlite3.connect
+
+    def connect(*args: object, **kwargs: object) -> sqlite3.Connection:
+        connection = real_connect(*args, **kwargs)  # type: ignore[arg-type]
+
+        def trace(statement: str) -> None:
+            statements.append(statement)
+            if statement == "PRAGMA journal_mode" and "PRAGMA journal_mode=WAL" in statements:
+                retried.set()
+
+        connection.set_trace_callback(trace)
+        return connection
+
+    monkeypatch.setattr(db_module.sqlite3, "connect", connect)
+    outcome: list[object] = []
+
+    def open_it() -> None:
+        try:
+            connection = db_module.SQLiteDatabase(path).connect()
+            outcome.append(connection.execute("PRAGMA journal_mode").fetchone()[0])
+            connection.close()
+        except Exception as error:  # the test reports it
+            outcome.append(error)
+
+    opener = threading.Thread(target=open_it)
+    opener.start()
+    try:
+        assert retried.wait(10), f"the opener gave up: {outcome}"
+    finally:
+        writer.execute("COMMIT")
+        opener.join()
+    assert outcome == ["wal"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,31 @@ class Database:
                 db.execute(statement)
 
 
+_BUSY_TIMEOUT_S = 30.0
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Put the file in WAL mode (once per file: the mode is stored in it).
+
+    Several workers opening a new file at once all try to switch it; SQLite answers "locked" at
+    once, without waiting out the busy timeout, to the one whose wait could deadlock (two
+    readers both wanting the exclusive lock the switch takes), so that one tries again.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    pause = 0.005
+    while True:
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
+
+
 class SQLiteDatabase(Database):
     kind = "sqlite"
 
@@ -133,8 +159,8 @@ class SQLiteDatabase(Database):
     def connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # timeout: another worker's write holds the file for a moment
-        db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
+        db = sqlite3.connect(self.path, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
+        _use_wal(db)
         db.execute("PRAGMA synchronous=NORMAL")  # survives a process crash; fsync per checkpoint
         return db
 
