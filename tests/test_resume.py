@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -99,12 +100,12 @@ async def test_a_forged_or_foreign_token_gets_a_new_session(redis_server: RedisS
         a.stop()
 
 
-async def test_a_turn_cut_by_the_disconnect_is_reported_interrupted_on_resume(
-    redis_server: RedisServer,
-) -> None:
+async def cut_and_resume(redis_a: str, redis_b: str) -> None:
+    """A client drops while worker A speaks its reply and resumes on worker B at once: B
+    resumes the session and reports the cut turn as interrupted."""
     gate_llm = FakeLLM([FakeLLMStep("One. Two. Three. " * 20, token_s=0.05)])
-    a = worker(redis_server.url, gate_llm, audio_lead_ms=0)
-    b = worker(redis_server.url, FakeLLM([FakeLLMStep("Go on.")]))
+    a = worker(redis_a, gate_llm, audio_lead_ms=0)
+    b = worker(redis_b, FakeLLM([FakeLLMStep("Go on.")]))
     try:
         client = await Client.connect(a.ws_url)
         await client.send_json({"type": "user_text", "text": "count for me"})
@@ -120,6 +121,72 @@ async def test_a_turn_cut_by_the_disconnect_is_reported_interrupted_on_resume(
     finally:
         a.stop()
         b.stop()
+
+
+async def test_a_turn_cut_by_the_disconnect_is_reported_interrupted_on_resume(
+    redis_server: RedisServer,
+) -> None:
+    await cut_and_resume(redis_server.url, redis_server.url)
+
+
+class SlowWritesProxy:
+    """Redis behind a link that delays the session writes (the store's script calls) by
+    ``delay_s``: a worker whose writes lag behind what its client already saw. Its own thread
+    and loop (the server checks Redis synchronously at start)."""
+
+    def __init__(self, redis_port: int, delay_s: float) -> None:
+        self.redis_port, self.delay_s = redis_port, delay_s
+        self.loop = asyncio.new_event_loop()
+        listening = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(listening,), daemon=True)
+        self.thread.start()
+        listening.wait(10)
+
+    def _run(self, listening: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(asyncio.start_server(self._accept, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        listening.set()
+        self.loop.run_forever()
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slow: bool
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                if slow and b"EVAL" in data:
+                    await asyncio.sleep(self.delay_s)
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.redis_port)
+        await asyncio.gather(
+            self._pipe(reader, up_writer, True), self._pipe(up_reader, writer, False)
+        )
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+
+async def test_what_the_client_saw_resumes_though_its_worker_had_not_written_it_yet(
+    redis_server: RedisServer,
+) -> None:
+    """A client that drops and resumes on another worker at once, while its first worker's
+    writes lag (a loaded Redis, a slow link): the session it was told of resumes, and the
+    request it was told was accepted is reported. CI caught both going missing: the session's
+    first write and the accepted utterance's were made in the background, after `init` and
+    `ack` had gone out."""
+    proxy = SlowWritesProxy(redis_server.port, delay_s=0.4)
+    try:
+        await cut_and_resume(f"redis://127.0.0.1:{proxy.port}/0", redis_server.url)
+    finally:
+        proxy.stop()
 
 
 def test_redis_unreachable_at_start_is_a_clear_error() -> None:

@@ -288,7 +288,8 @@ class SessionStore:
         self._sessions: dict[str, Session] = {}
 
     async def save(self, session: Session) -> None:
-        """Write the session's state out, before the client is told an utterance is done."""
+        """Write the session's state out, before the client is told of a session or an
+        utterance (acknowledged, done): what the client saw survives its worker."""
 
     def save_soon(self, session: Session) -> None:
         """Write it out without waiting (a change the client does not wait on)."""

@@ -98,8 +98,8 @@ class Deps:
     admit_turn: Callable[[Session, float], Awaitable[str | None]] = lambda s, a: _nothing()
     # where the session's key stands against its limits, when due (None: nothing to say now)
     rate_limits: Callable[[Session], Awaitable[RateLimits | None]] = lambda s: _nothing()
-    # the session's store: write its state out (awaited before an utterance is reported
-    # complete, so a turn the client saw finish survives its worker), or soon
+    # the session's store: write its state out (awaited before an utterance is acknowledged
+    # and before it is reported complete, so what the client saw survives its worker), or soon
     save: Callable[[Session], Awaitable[None]] = lambda session: _nothing()
     save_soon: Callable[[Session], None] = lambda session: None
 
@@ -337,12 +337,14 @@ class Conversation(BargeIn, MicInput):
             _discard(request)
             await self.error(ErrorCode.RATE_LIMITED, refused, ref, uid)
             return False
+        self.session.record(request.record)
+        # written before the client hears of it: a client that resumes on another worker at
+        # once (before this one noticed it left) is told how the utterance ended
+        await self.deps.save(self.session)
         if ack_for is not None:
             await self.send(Ack(request=ack_for, utterance_id=uid, ref=ref))
         if (limits := await self.deps.rate_limits(self.session)) is not None:
             await self.send(limits)
-        self.session.record(request.record)
-        self.deps.save_soon(self.session)  # a worker that dies now: resumed as interrupted
         self._queue.append(request)
         if self._worker is None or self._worker.done():
             self._worker = self.tasks.create(self._drain(), "turns")

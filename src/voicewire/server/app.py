@@ -173,7 +173,7 @@ def create_app(
             session.owner = _owner(ws)
             runtime.store.add(session)
             resume_token = session.new_resume_token()
-            runtime.store.save_soon(session)
+            await runtime.store.save(session)  # before `init`: its token must resume anywhere
         session.connected = True
         session.touch()
         runtime.metrics.connections_total += 1
