@@ -184,3 +184,29 @@ def test_steady_noise_neither_holds_a_turn_open_nor_starts_one(speaker: Speaker)
             starts = events.count(EndpointEvent.SPEECH_START)
             outcomes.append((starts, events.count(EndpointEvent.END)))
     assert outcomes == [(1, 1)] * 8  # one turn each, ended though the noise went on
+
+
+async def test_a_client_that_stops_sending_mid_turn_gets_its_turn_ended(
+    fake_server: Make, fakes: Fakes, speaker: Speaker
+) -> None:
+    """A muted microphone or a push-to-talk button let go without ``audio_commit``: the audio
+    stops 100 ms after the words, which sound unfinished. No more audio ever comes; after
+    ``mic_stall_ms`` the missing audio is heard as silence and the turn ends and is answered
+    (it was held open for ever)."""
+    speech = speaker.say("Show me a bar chart of sales.")
+    fakes.stt.respond = lambda pcm: "Show me a bar chart of:"
+    srv = fake_server(
+        turn_detection="server_vad", silence_ms=300, max_silence_ms=1200, mic_stall_ms=300
+    )
+    client = await Client.connect(srv.ws_url)
+    await client.stream_audio(speech + silence(100), realtime=False)
+    result = await client.collect(timeout=20)
+    types = [r.frame.type for r in result.frames]
+    assert types.count("speech_started") == 1 and types.count("speech_stopped") == 1
+    assert result.status == "completed"
+    stt = result.first("stt_complete")
+    assert stt is not None and stt.text == "Show me a bar chart of:"  # type: ignore[attr-defined]
+    # the turn goes on as usual: the next speech is a turn of its own
+    await client.stream_audio(speaker.say("Thanks.") + silence(1500), realtime=False)
+    assert (await client.collect(timeout=20)).status == "completed"
+    await client.close()

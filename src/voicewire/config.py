@@ -190,6 +190,11 @@ class Settings(BaseSettings):
     # user does not speak again before the turn ends. Default: 120 for embedded STT, 0 (off)
     # for network STT, where every speculative call is billed.
     speculative_stt_ms: int | None = Field(default=None, ge=0, le=5000)
+    # A client that stops sending audio mid-turn (a muted microphone, a push-to-talk button let
+    # go without audio_commit) would hold the turn open for ever: after this long without
+    # audio, the missing audio is heard as silence and the turn ends. Longer than the gaps of
+    # a congested network, which deliver the audio late, not never. 0: off.
+    mic_stall_ms: int = Field(default=2000, ge=0, le=60000)
 
     # Tools: calls of one LLM step run concurrently, each bounded by this timeout.
     tool_timeout_s: float = Field(default=10.0, gt=0, le=600)

@@ -77,6 +77,7 @@ class ConversationConfig:
     echo_energy_floor: float = 600.0  # the VAD's floor while the agent's audio plays
     echo_level_ratio: float = 0.15  # ... or this share of the agent's own level, if higher
     token_window_ms: int = 30  # token deltas this close together share a frame (0: each alone)
+    mic_stall_ms: int = 2000  # no audio this long mid-turn: heard as silence (mic.py; 0: off)
 
 
 @dataclass(slots=True)
@@ -133,6 +134,9 @@ class Conversation(BargeIn, MicInput):
         )
         self._took_floor = False  # the speech being collected interrupted a reply
         self._held_back: tuple[bytes, float] | None = None  # speech too short to interrupt
+        self._mic_lock: asyncio.Lock | None = None  # with the first audio (mic.py)
+        self._stall: asyncio.TimerHandle | None = None
+        self._last_audio_at = 0.0
         self._tokens = TokenCoalescer(
             self.out.send, self.tasks, self.cfg.token_window_ms / 1000
         )  # after self.tasks
@@ -453,6 +457,7 @@ class Conversation(BargeIn, MicInput):
             self.session.unreported.append(request.record.id)
         self._queue.clear()
         self._tokens.close()
+        self.stop_stall_timer()
         await self.tasks.aclose()
 
     async def report_unreported(self) -> None:

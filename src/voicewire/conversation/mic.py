@@ -6,10 +6,17 @@ burst or a recording sent whole is endpointed, and can interrupt, as audio in re
 At a pause a speculative transcription starts; when the silence is long enough the words are
 judged (``speculation.py``: a sentence that sounds unfinished waits up to ``max_silence_ms``);
 the turn then goes to the queue with its transcript, if the speculation heard it all.
+
+A client that stops sending in the middle of a turn (a muted microphone, a push-to-talk button
+let go without ``audio_commit``, a tab sent to the background) would hold the turn open for
+ever: after ``mic_stall_ms`` without audio the missing audio is heard as silence, so the turn
+ends as it would have had the microphone stayed open in a quiet room.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -23,6 +30,9 @@ from voicewire.session import Session, UtteranceRecord, new_id
 if TYPE_CHECKING:
     from voicewire.conversation.core import ConversationConfig, Deps
     from voicewire.conversation.speculation import Speculation
+    from voicewire.conversation.tasks import TaskSet
+
+log = logging.getLogger(__name__)
 
 MIC_PIECE_BYTES = 3200  # 100 ms of 16 kHz PCM
 HELD_BACK_S = 2.0  # speech ignored this recently starts the turn that interrupts
@@ -42,6 +52,10 @@ class MicInput:
     _speculation: Speculation
     _took_floor: bool
     _held_back: tuple[bytes, float] | None
+    _mic_lock: asyncio.Lock | None  # one feeder at a time: the client, or the stall's silence
+    _stall: asyncio.TimerHandle | None  # armed while a turn is open and audio comes
+    _last_audio_at: float  # loop time
+    tasks: TaskSet
     send: Callable[[ServerFrame], Awaitable[None]]
     _report: Callable[..., Awaitable[None]]
     _submit: Callable[[TurnRequest, str | None, str | None], Awaitable[bool]]
@@ -69,11 +83,42 @@ class MicInput:
                 cfg.vad_noise_ratio,
                 cfg.vad,
             )
-        # a long frame (a burst, a recording sent whole) is heard piece by piece, so that
-        # barge-in is decided as often as for audio that comes in real time
-        now = time.perf_counter()
-        for i in range(0, len(pcm), MIC_PIECE_BYTES):
-            await self._hear(pcm[i : i + MIC_PIECE_BYTES], now)
+            self._mic_lock = asyncio.Lock()
+        assert self._mic_lock is not None
+        async with self._mic_lock:
+            # a long frame (a burst, a recording sent whole) is heard piece by piece, so that
+            # barge-in is decided as often as for audio that comes in real time
+            now = time.perf_counter()
+            for i in range(0, len(pcm), MIC_PIECE_BYTES):
+                await self._hear(pcm[i : i + MIC_PIECE_BYTES], now)
+        if cfg.mic_stall_ms:
+            loop = asyncio.get_running_loop()
+            self._last_audio_at = loop.time()
+            if self._stall is None and self._audio.vad_ends_turns and self._audio.has_speech:
+                self._stall = loop.call_later(cfg.mic_stall_ms / 1000, self._check_stall)
+
+    def _check_stall(self) -> None:
+        """The stall timer: re-armed for what is left if audio came since, else the turn is
+        ended with silence (a deadline checked when it fires, not a timer per frame)."""
+        self._stall = None
+        audio = self._audio
+        if audio is None or not (audio.vad_ends_turns and audio.has_speech):
+            return
+        loop = asyncio.get_running_loop()
+        left = self._last_audio_at + self.cfg.mic_stall_ms / 1000 - loop.time()
+        if left > 0:
+            self._stall = loop.call_later(left, self._check_stall)
+            return
+        log.info("session %s: no audio for %d ms mid-turn: heard as silence",
+                 self.session.id, self.cfg.mic_stall_ms)  # fmt: skip
+        # the longest silence that can end a turn, and a piece more
+        longest = max(self.session.silence_ms, self._semantic_ms()) + 200
+        self.tasks.create(self.mic_audio(bytes(int(longest) * 32)), "mic-stall")
+
+    def stop_stall_timer(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
 
     async def _hear(self, pcm: bytes, now: float) -> None:
         cfg = self.cfg

@@ -333,6 +333,7 @@ def conversation_deps(runtime: Runtime) -> Deps:
             echo_energy_floor=s.echo_energy_floor,
             echo_level_ratio=s.echo_level_ratio,
             token_window_ms=s.token_window_ms,
+            mic_stall_ms=s.mic_stall_ms,
         ),
         promote=runtime.runner.promote,
         take_discarded=runtime.runner.take_discarded,
