@@ -210,3 +210,21 @@ async def test_a_client_that_stops_sending_mid_turn_gets_its_turn_ended(
     await client.stream_audio(speaker.say("Thanks.") + silence(1500), realtime=False)
     assert (await client.collect(timeout=20)).status == "completed"
     await client.close()
+
+
+async def test_audio_that_keeps_coming_is_never_taken_for_a_stall(
+    fake_server: Make, fakes: Fakes, speaker: Speaker
+) -> None:
+    """The control: a 2 s request streamed in real time, with a stall timeout far shorter than
+    it, is one turn (the timer is re-armed while audio comes, not fired at its first due)."""
+    speech = speaker.say("Show me a bar chart of sales for January, February and March.")
+    fakes.stt.respond = lambda pcm: "whole" if len(pcm) >= len(speech) // 2 else "cut"
+    srv = fake_server(turn_detection="server_vad", silence_ms=300, mic_stall_ms=250)
+    client = await Client.connect(srv.ws_url)
+    await client.stream_audio(speech + silence(600), realtime=True)
+    result = await client.collect(timeout=20)
+    stt = result.first("stt_complete")
+    assert stt is not None and stt.text == "whole"  # type: ignore[attr-defined]
+    types = [r.frame.type for r in result.frames]
+    assert types.count("speech_started") == 1 and types.count("speech_stopped") == 1
+    await client.close()

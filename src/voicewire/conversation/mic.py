@@ -109,13 +109,14 @@ class MicInput:
         if left > 0:
             self._stall = loop.call_later(left, self._check_stall)
             return
-        log.info("session %s: no audio for %d ms mid-turn: heard as silence",
-                 self.session.id, self.cfg.mic_stall_ms)  # fmt: skip
+        stalled_ms = self.cfg.mic_stall_ms
+        log.info("session %s: no audio for %d ms mid-turn: silence", self.session.id, stalled_ms)
         # the longest silence that can end a turn, and a piece more
         longest = max(self.session.silence_ms, self._semantic_ms()) + 200
         self.tasks.create(self.mic_audio(bytes(int(longest) * 32)), "mic-stall")
 
     def stop_stall_timer(self) -> None:
+        """The conversation closes: no stall to end any more."""
         if self._stall is not None:
             self._stall.cancel()
             self._stall = None
