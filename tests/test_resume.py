@@ -217,8 +217,8 @@ async def test_resuming_while_the_old_connection_lingers_takes_the_session_over(
     redis_server: RedisServer,
 ) -> None:
     """A phone that switched networks: its old socket is still open (half-open) when it
-    resumes. On the same worker the old connection is closed at once; on another worker, at
-    its first write, which Redis refuses (the lease moved)."""
+    resumes. The old connection is closed at once, on the same worker as on another (which
+    asks the worker holding the session to let it go)."""
     a = worker(redis_server.url, FakeLLM([FakeLLMStep("Fine.")] * 5))
     b = worker(redis_server.url, FakeLLM([FakeLLMStep("Fine.")] * 5))
     try:
@@ -230,11 +230,44 @@ async def test_resuming_while_the_old_connection_lingers_takes_the_session_over(
         assert old.ws.close_code == 4001
         elsewhere = await Client.connect(b.ws_url + query)
         assert elsewhere.init.resumed
-        await same.send_json({"type": "user_text", "text": "still here?"})
-        await same.ws.wait_closed()
+        await asyncio.wait_for(same.ws.wait_closed(), 10)
         assert same.ws.close_code == 4001
         assert (await elsewhere.ask("and now?")).status == "completed"
         await elsewhere.close()
+    finally:
+        a.stop()
+        b.stop()
+
+
+async def test_a_reply_cut_by_a_network_change_is_remembered_on_another_worker(
+    redis_server: RedisServer,
+) -> None:
+    """The agent is speaking when the phone changes networks: the old socket stays open
+    (half-open), the client resumes on another worker. That worker claims the session; the
+    old one closes its connection, the turn unwinds, and what had been said of the reply is
+    written before the new worker loads the session: it reports the turn interrupted and its
+    agent remembers those words (they were lost: the old worker's later write was refused)."""
+    llm_a = FakeLLM([FakeLLMStep("One. Two. Three. " * 20, token_s=0.05)])
+    llm_b = FakeLLM([FakeLLMStep("Go on.")])
+    a = worker(redis_server.url, llm_a, audio_lead_ms=0)
+    b = worker(redis_server.url, llm_b)
+    try:
+        old = await Client.connect(a.ws_url)
+        await old.send_json({"type": "user_text", "text": "count for me"})
+        ack = await old.expect("ack")
+        await old.expect("tts_chunk")  # it is speaking
+        query = f"?session_id={old.session_id}&resume_token={old.init.resume_token}"
+        again = await Client.connect(b.ws_url + query)  # the old socket is still open
+        assert again.init.resumed
+        done = await again.expect("utterance_complete", timeout=10)
+        assert done.utterance_id == ack.utterance_id and done.status == "interrupted"  # type: ignore[attr-defined]
+        await asyncio.wait_for(old.ws.wait_closed(), 10)
+        assert old.ws.close_code == 4001
+        assert (await again.ask("go on")).status == "completed"
+        heard = said(llm_b)
+        assert heard[0] == "count for me" and heard[-1] == "go on"
+        assert any(words.startswith("One.") for words in heard[1:-1]), heard
+        await again.close()
     finally:
         a.stop()
         b.stop()

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
@@ -298,6 +299,14 @@ class SessionStore:
         """A session this process does not hold, from where sessions are kept."""
         return None
 
+    async def claim(self, session_id: str) -> None:
+        """Before a resume loads the session: have the worker serving it (if another, and
+        alive) close its connection and write out what it holds (here: nothing to ask)."""
+
+    async def serve_handoffs(self, hand_over: Callable[[str], Awaitable[None]]) -> None:
+        """Answer the claims of other workers (``hand_over`` closes this worker's connection
+        to the session); returns once it listens, leaving a task that does."""
+
     async def take(self, session: Session) -> None:
         """This process serves ``session`` from now on (a worker that served it before
         stops writing it)."""
@@ -321,7 +330,10 @@ class SessionStore:
     async def resume(self, session_id: str, token: str, owner: str | None) -> Session | None:
         """The session to continue, if ``token`` is its resume token and ``owner`` the key
         that opened it; else None (the caller starts a new one: never someone else's)."""
-        session = self.get(session_id) or await self.load(session_id)
+        session = self.get(session_id)
+        if session is None:
+            await self.claim(session_id)
+            session = await self.load(session_id)
         if session is None or not session.resumable_with(token) or session.owner != owner:
             return None
         self._sessions[session.id] = session

@@ -88,6 +88,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.loaded = asyncio.Event()  # bind to the serving loop
         runtime.loop = asyncio.get_running_loop()
+        await runtime.store.serve_handoffs(runtime.hand_over)  # listening before serving
         tasks = [
             asyncio.create_task(runtime.start()),
             asyncio.create_task(runtime.sweep()),

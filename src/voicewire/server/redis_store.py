@@ -9,7 +9,12 @@ oldest dropped past ``MAX_CHARTS``. It expires ``VOICEWIRE_SESSION_TTL_S`` after
 
 Each write carries the lease of the worker serving the session: the one that resumed it last.
 A write from a worker that lost its lease (its client resumed elsewhere while this worker still
-thought it connected) is refused, and that worker closes its copy.
+thought it connected) is refused, and that worker closes its copy. So that what it held is not
+lost with it (the words of a reply the drop cut), a worker resuming a session first claims it:
+it publishes on the holder's channel (``vw:handoff:<node>``, the node written with the state)
+and, if the holder listens, waits up to ``HANDOFF_S`` for it to close its connection, write the
+session out and say so (a list ``vw:released:<nonce>``). A holder that is gone hears nothing
+and costs no wait.
 
 Redis unreachable at start is a configuration error; lost while serving, sessions carry on in
 memory (a warning is logged once, writes are retried at most every ``RETRY_S``), and resume
@@ -24,7 +29,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis
@@ -38,6 +43,7 @@ log = logging.getLogger(__name__)
 WORKERS = "vw:workers"  # hash: worker -> its figures as of its last sweep
 TIMEOUT_S = 1.0  # one Redis call; a turn never waits longer than this on the store
 RETRY_S = 5.0  # while Redis is down, how often a write tries again
+HANDOFF_S = 0.8  # a resume waits at most this for the worker that held the session
 
 # KEYS: the session's hash. ARGV: lease, state JSON, TTL ms, then (field, value) pairs: the
 # new charts, and fields to delete with an empty value (charts past MAX_CHARTS).
@@ -112,6 +118,8 @@ class RedisSessions(SessionStore):
             url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S
         )
         self._save = self.client.register_script(_SAVE)
+        self.node = secrets.token_hex(6)  # this store, for handoffs (one or more per process)
+        self._listener: asyncio.Task[None] | None = None
         self._leases: dict[str, str] = {}  # session id -> the lease this process holds
         self._charts_saved: dict[str, int] = {}  # session id -> charts_added already written
         self._locks: dict[str, asyncio.Lock] = {}  # one write at a time per session, in order
@@ -141,6 +149,8 @@ class RedisSessions(SessionStore):
                 lease,
                 json.dumps(session.to_state(charts=False), separators=(",", ":")),
                 self.ttl_ms,
+                "holder",
+                self.node,
             ]
             if fresh > 0:
                 for n, chart in zip(
@@ -234,6 +244,71 @@ class RedisSessions(SessionStore):
         self._charts_saved[session.id] = session.charts_added
         return session
 
+    async def claim(self, session_id: str) -> None:
+        if not self.outage.usable():
+            return
+        nonce = secrets.token_hex(8)
+        try:
+            async with asyncio.timeout(TIMEOUT_S):
+                holder = await self.client.hget(_key(session_id), "holder")
+                if holder is None or holder.decode() == self.node:
+                    return
+                listening = await self.client.publish(
+                    f"vw:handoff:{holder.decode()}", f"{session_id} {nonce}"
+                )
+            if listening:  # else its worker is gone: what it wrote is all there is
+                await self.client.blpop([f"vw:released:{nonce}"], timeout=HANDOFF_S)
+        except REDIS_ERRORS as exc:  # a timeout included: resume with what is written
+            log.info("claim of session %s: no handoff (%s)", session_id, type(exc).__name__)
+
+    async def serve_handoffs(self, hand_over: Callable[[str], Awaitable[None]]) -> None:
+        listener = aredis.Redis.from_url(self.url, socket_connect_timeout=TIMEOUT_S)
+        pubsub = listener.pubsub()
+        try:
+            async with asyncio.timeout(TIMEOUT_S):
+                await pubsub.subscribe(f"vw:handoff:{self.node}")
+        except REDIS_ERRORS as exc:
+            log.warning("session handoffs not served: %s", type(exc).__name__)
+            await listener.aclose()
+            return
+        self._listener = asyncio.get_running_loop().create_task(
+            self._listen(listener, pubsub, hand_over)
+        )
+
+    async def _listen(
+        self, listener: aredis.Redis, pubsub: Any, hand_over: Callable[[str], Awaitable[None]]
+    ) -> None:
+        try:
+            async for message in pubsub.listen():
+                if message["type"] != "message":
+                    continue
+                session_id, _, nonce = message["data"].decode().partition(" ")
+                task = asyncio.get_running_loop().create_task(
+                    self._release(session_id, nonce, hand_over)
+                )
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        except REDIS_ERRORS as exc:  # resumes elsewhere go on with what was written
+            log.warning("session handoffs no longer served: %s", type(exc).__name__)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+                await listener.aclose()
+
+    async def _release(
+        self, session_id: str, nonce: str, hand_over: Callable[[str], Awaitable[None]]
+    ) -> None:
+        """Another worker resumes this session: close our connection to it, write it out
+        (the lease is still ours), then tell the claimant."""
+        await hand_over(session_id)
+        if (session := self.get(session_id)) is not None:
+            await self.save(session)
+        key = f"vw:released:{nonce}"
+        with contextlib.suppress(*REDIS_ERRORS):
+            async with asyncio.timeout(TIMEOUT_S):
+                await self.client.rpush(key, 1)
+                await self.client.pexpire(key, int(HANDOFF_S * 2000))
+
     async def take(self, session: Session) -> None:
         """A new lease for this connection: the worker that held it is refused its next
         write (and closes its copy)."""
@@ -255,6 +330,10 @@ class RedisSessions(SessionStore):
         return gone
 
     async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.client.aclose()

@@ -238,6 +238,13 @@ class Runtime:
             }
             self.cluster = await self.store.publish(self.worker, mine, 3 * interval)
 
+    async def hand_over(self, session_id: str) -> None:
+        """Another worker resumes this session: close this worker's connection to it (often
+        half-open after a network change) and wait until its turns have unwound."""
+        conn = self.connections.get(session_id)
+        if (close := getattr(conn, "close_for_resume", None)) is not None:
+            await close()
+
     def superseded(self, session_id: str) -> None:
         """The session was resumed through another worker: this copy's connection is stale."""
         conn = self.connections.get(session_id)
