@@ -239,6 +239,31 @@ async def test_resuming_while_the_old_connection_lingers_takes_the_session_over(
         b.stop()
 
 
+async def test_a_session_back_on_a_worker_it_left_has_the_turns_taken_elsewhere(
+    redis_server: RedisServer,
+) -> None:
+    """A to B and back to A: A had kept its copy of the session after B resumed it, and
+    resumed from that copy, without B's turn (and wrote it over B's state)."""
+    llm_a = FakeLLM([FakeLLMStep("One.")] * 3)
+    b = worker(redis_server.url, FakeLLM([FakeLLMStep("Two.")] * 3))
+    a = worker(redis_server.url, llm_a)
+    try:
+        client = await Client.connect(a.ws_url)
+        query = f"?session_id={client.session_id}&resume_token={client.init.resume_token}"
+        assert (await client.ask("first")).status == "completed"
+        await client.close()
+        on_b = await Client.connect(b.ws_url + query)
+        assert on_b.init.resumed and (await on_b.ask("second")).status == "completed"
+        await on_b.close()
+        back = await Client.connect(a.ws_url + query)
+        assert back.init.resumed and (await back.ask("third")).status == "completed"
+        assert said(llm_a) == ["first", "One.", "second", "Two.", "third"]
+        await back.close()
+    finally:
+        a.stop()
+        b.stop()
+
+
 async def test_a_reply_cut_by_a_network_change_is_remembered_on_another_worker(
     redis_server: RedisServer,
 ) -> None:

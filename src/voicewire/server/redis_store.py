@@ -172,6 +172,7 @@ class RedisSessions(SessionStore):
             self._charts_saved[session.id] = total  # not charts_added: one may have come since
             if not kept:
                 log.warning("session %s was resumed on another connection", session.id)
+                self._forget(session.id)
                 self.on_superseded(session.id)
 
     def save_soon(self, session: Session) -> None:
@@ -303,6 +304,7 @@ class RedisSessions(SessionStore):
         await hand_over(session_id)
         if (session := self.get(session_id)) is not None:
             await self.save(session)
+            self._forget(session_id)  # from now on another worker's copy is the session
         key = f"vw:released:{nonce}"
         with contextlib.suppress(*REDIS_ERRORS):
             async with asyncio.timeout(TIMEOUT_S):
@@ -324,10 +326,16 @@ class RedisSessions(SessionStore):
     def expire(self, now: float, ttl_s: float) -> list[str]:
         gone = super().expire(now, ttl_s)
         for sid in gone:
-            self._leases.pop(sid, None)
-            self._charts_saved.pop(sid, None)
-            self._locks.pop(sid, None)
+            self._forget(sid)
         return gone
+
+    def _forget(self, session_id: str) -> None:
+        """Drop this worker's copy: a resume here loads the session from Redis again (a copy
+        kept after it moved would miss the turns taken elsewhere, and overwrite them)."""
+        self._sessions.pop(session_id, None)
+        self._leases.pop(session_id, None)
+        self._charts_saved.pop(session_id, None)
+        self._locks.pop(session_id, None)
 
     async def aclose(self) -> None:
         if self._listener is not None:
