@@ -271,6 +271,41 @@ async def test_run_local_serves_conversations_through_nginx() -> None:
         await asyncio.to_thread(run, [str(script), "stop"], timeout=120)
 
 
+_SIGNAL_WHILE_STARTING = """
+import os, signal, sys
+from voicewire.config import Settings
+from voicewire.server.workers import Supervisor
+
+class SignalledWhileStarting(Supervisor):
+    def _start(self, index):
+        proc = super()._start(index)
+        if index == self.count - 1:  # the stop comes before the new worker joins the list
+            os.kill(os.getpid(), signal.SIGTERM)
+        return proc
+
+settings = Settings()
+sys.exit(SignalledWhileStarting(settings, {"profile": "zero"}, 2).run())
+"""
+
+
+def test_a_stop_that_comes_while_a_worker_is_started_reaches_it(tmp_path: Path) -> None:
+    """SIGTERM between a worker's start and its joining the supervisor's list: that worker
+    was never told and the supervisor waited for it for ever (CI-like load made the window
+    wide enough for the test below to hang)."""
+    env = {**os.environ, "VOICEWIRE_PORT": str(free_port()), "VOICEWIRE_DATA_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SIGNAL_WHILE_STARTING], env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        _, err = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError("the supervisor never stopped: a worker missed the signal") from None
+    assert proc.returncode == 0, err
+
+
 def test_stopped_while_its_workers_start_the_supervisor_exits_0(tmp_path: Path) -> None:
     """SIGTERM while the workers are still starting (a deploy rolled back at once, or a
     replacement worker still loading): nothing was being served, so the stop is clean."""

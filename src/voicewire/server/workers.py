@@ -67,6 +67,7 @@ class Supervisor:
         self.quick_deaths = 0
         self.stopping = False
         self.signals = 0
+        self._told: set[int] = set()  # pids sent SIGTERM
 
     def _start(self, index: int) -> BaseProcess:
         proc = _spawn.Process(
@@ -81,14 +82,24 @@ class Supervisor:
         self.stopping = True
         hard = self.signals > 1
         log.info("%s: %s the workers", signal.Signals(sig).name, "killing" if hard else "draining")
+        self._forward()
+
+    def _forward(self) -> None:
+        """Pass the stop on to each worker that has not had it (after a second signal: kill
+        them all). Called again once the loop ends: a signal that came while a worker was
+        being started, before it joined ``procs``, did not reach it, and the supervisor
+        waited for it for ever."""
+        hard = self.signals > 1
         for proc in self.procs:
-            if proc.is_alive() and proc.pid is not None:
+            if proc.is_alive() and proc.pid is not None and (hard or proc.pid not in self._told):
                 os.kill(proc.pid, signal.SIGKILL if hard else signal.SIGTERM)
+                self._told.add(proc.pid)
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._signal)
         signal.signal(signal.SIGINT, self._signal)
-        self.procs = [self._start(i) for i in range(self.count)]
+        for i in range(self.count):
+            self.procs.append(self._start(i))
         self.started_at = [time.monotonic()] * self.count
         while not self.stopping:
             for i, proc in enumerate(self.procs):
@@ -103,6 +114,7 @@ class Supervisor:
                         self._signal(signal.SIGTERM, None)
                         break
                 self.procs[i], self.started_at[i] = self._start(i), time.monotonic()
+        self._forward()
         for proc in self.procs:
             proc.join()
         self.sock.close()
