@@ -252,11 +252,9 @@ class RedisSessions(SessionStore):
         try:
             async with asyncio.timeout(TIMEOUT_S):
                 holder = await self.client.hget(_key(session_id), "holder")
-                if holder is None or holder.decode() == self.node:
+                if holder is None or (node := holder.decode()) == self.node:
                     return
-                listening = await self.client.publish(
-                    f"vw:handoff:{holder.decode()}", f"{session_id} {nonce}"
-                )
+                listening = await self.client.publish(f"vw:handoff:{node}", f"{session_id} {nonce}")
             if listening:  # else its worker is gone: what it wrote is all there is
                 await self.client.blpop([f"vw:released:{nonce}"], timeout=HANDOFF_S)
         except REDIS_ERRORS as exc:  # a timeout included: resume with what is written

@@ -247,10 +247,8 @@ class Runtime:
 
     def superseded(self, session_id: str) -> None:
         """The session was resumed through another worker: this copy's connection is stale."""
-        conn = self.connections.get(session_id)
-        close = getattr(conn, "close_for_resume", None)
-        if close is not None:
-            task = asyncio.get_running_loop().create_task(close())
+        if session_id in self.connections:
+            task = asyncio.get_running_loop().create_task(self.hand_over(session_id))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
